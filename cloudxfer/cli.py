@@ -1,0 +1,183 @@
+"""The ``cloudxfer`` command: LightningCLI for fit/validate/test/predict plus extra commands.
+
+``cloudxfer fit --config experiments/profiles/quick.yaml --config experiments/sen12ms_cloud/
+target.yaml --trainer.max_epochs 5`` trains one stage; ``cloudxfer chain`` runs them all;
+``cloudxfer synth`` writes simulated data; ``cloudxfer plot`` draws loss curves.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+
+from cloudxfer.callbacks import PredictionCSVWriter, RunFiles
+from cloudxfer.checkpoints import read_metadata, validate_metadata
+from cloudxfer.models import modality_of
+
+__all__ = ["CloudxferCLI", "Profile", "WandbOptions", "main"]
+
+
+@dataclass
+class Profile:
+    """Values stage configs interpolate as ``${profile.<name>}`` (set by a profile YAML).
+
+    Defaults are the paper's settings (METHOD.md, "Networks and training").
+    """
+
+    run_root: str = "runs/sen12ms_cloud"
+    data_root: str = "data/sen12ms_cloud"
+    source_root: str = "data/source"
+    source_backbone: str = "resnet50"
+    target_backbone: str = "googlenet"
+    epochs_pretrain: int = 200
+    epochs_finetune: int = 200
+    epochs_auxiliary: int = 200
+    epochs_target: int = 200
+    batch_size: int = 64
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class WandbOptions:
+    """Weights & Biases logging, added beside the always-on CSV logger when enabled.
+
+    Runs offline unless ``WANDB_MODE`` says otherwise, so nothing leaves the machine by default.
+    """
+
+    enabled: bool = False
+    project: str = "cloudxfer"
+    name: str | None = None
+
+
+class CloudxferCLI(LightningCLI):
+    """LightningCLI with profiles, datamodule->model links, run files and stage checks."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Profile variables, W&B switch, forced callbacks and links from data to model."""
+        parser.add_class_arguments(Profile, "profile")
+        parser.add_class_arguments(WandbOptions, "wandb")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        parser.link_arguments(
+            "data.class_names", "model.init_args.class_names", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.normalisation", "model.init_args.normalisation", apply_on="instantiate"
+        )
+
+    def _log_dir(self) -> Path:
+        root = Path(self._get(self.config, "trainer.default_root_dir") or "runs/default")
+        return root if self.subcommand in (None, "fit") else root / str(self.subcommand)
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """Add the CSV logger (always), W&B (when enabled) and the run-file callbacks."""
+        log_dir = self._log_dir()
+        configured = self._get(self.config_init, "trainer.logger")
+        if configured in (None, True):
+            loggers: list[Logger] = [CSVLogger(save_dir=str(log_dir), name="", version="")]
+            wandb = self._get(self.config_init, "wandb")
+            if wandb is not None and wandb.enabled:
+                os.environ.setdefault("WANDB_MODE", "offline")
+                loggers.append(
+                    WandbLogger(project=wandb.project, name=wandb.name, save_dir=str(log_dir))
+                )
+            kwargs["logger"] = loggers
+        configured_callbacks = self._get(self.config_init, "trainer.callbacks") or []
+        kwargs["callbacks"] = [*configured_callbacks, RunFiles(), PredictionCSVWriter()]
+        kwargs.setdefault("default_root_dir", str(log_dir))
+        return super().instantiate_trainer(**kwargs)
+
+    def _check_ckpt_path(self) -> None:
+        """Refuse a ``--ckpt_path`` from another stage, class scheme or modality, naming it."""
+        ckpt = self._get(self.config, "ckpt_path")
+        if not ckpt or ckpt in ("last", "best", "hpc", "registry"):
+            return
+        model = self.model
+        validate_metadata(
+            read_metadata(ckpt),
+            ckpt,
+            stages={getattr(model, "stage_name", "")},
+            class_names=getattr(model, "class_names", None),
+            modality=modality_of(getattr(model, "inputs", [])),
+        )
+
+    def before_fit(self) -> None:
+        """Validate ``--ckpt_path`` (resume) before training starts."""
+        self._check_ckpt_path()
+
+    def before_validate(self) -> None:
+        """Validate ``--ckpt_path`` before evaluating."""
+        self._check_ckpt_path()
+
+    def before_test(self) -> None:
+        """Validate ``--ckpt_path`` before testing."""
+        self._check_ckpt_path()
+
+    def before_predict(self) -> None:
+        """Validate ``--ckpt_path`` before predicting."""
+        self._check_ckpt_path()
+
+
+def run_lightning(args: list[str]) -> int:
+    """Run the LightningCLI subcommands (fit, validate, test, predict)."""
+    CloudxferCLI(
+        pl.LightningModule,
+        pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        parser_kwargs={"parser_mode": "omegaconf+"},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+    return 0
+
+
+def _synth(args: list[str]) -> int:
+    from cloudxfer.sim.cli import main as synth_main
+
+    return synth_main(args)
+
+
+def _chain(args: list[str]) -> int:
+    from cloudxfer.chain import main as chain_main
+
+    return chain_main(args)
+
+
+def _plot(args: list[str]) -> int:
+    from cloudxfer.reporting.curves import main as plot_main
+
+    return plot_main(args)
+
+
+EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "synth": _synth,
+    "chain": _chain,
+    "plot": _plot,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cloudxfer`` console script."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in EXTRA_COMMANDS:
+        return EXTRA_COMMANDS[args[0]](args[1:])
+    return run_lightning(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Information Regulation Mechanism (IRM): per-modality loss weights from the auxiliaries.
+
+The contribution of a modality for one sample is the softmax probability of the class its
+auxiliary model predicts. The discrepancy ratios weight each modality's distillation loss so the
+modality that contributes less is emphasised: ``rho_opt = sum S_sar / sum S_opt`` and
+``rho_sar = sum S_opt / sum S_sar`` (METHOD.md, eq. 5-7). Weights carry no gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+__all__ = ["contribution", "modality_weights", "global_sum"]
+
+
+def contribution(logits: Tensor) -> Tensor:
+    """Per-sample contribution S: the softmax probability of the argmax class.
+
+    Args:
+        logits: auxiliary model outputs, shape (B, M).
+
+    Returns:
+        Detached tensor of shape (B,) with values in [1/M, 1].
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"contribution() expects logits of shape (B, M), got {tuple(logits.shape)}")
+    return torch.softmax(logits.detach().float(), dim=1).amax(dim=1)
+
+
+def global_sum(values: Tensor) -> Tensor:
+    """Sum ``values`` over the local batch and, under torch.distributed, over all ranks.
+
+    Every rank then holds the sum over the global batch, so weights derived from it are identical
+    on all ranks (the DDP requirement of IRM).
+    """
+    total = values.sum()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        total = total.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def modality_weights(
+    logits_opt: Tensor, logits_sar: Tensor, per_sample: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Discrepancy ratios (rho_opt, rho_sar) weighting the two modality losses.
+
+    Args:
+        logits_opt: optical auxiliary outputs, shape (B, M).
+        logits_sar: SAR auxiliary outputs, shape (B, M).
+        per_sample: if True, return per-sample ratios ``S_sar,i / S_opt,i`` of shape (B,);
+            otherwise scalar ratios of batch sums (all-reduced across DDP ranks).
+
+    Returns:
+        Detached ``(rho_opt, rho_sar)``; with batch sums ``rho_opt * rho_sar == 1``.
+    """
+    if logits_opt.shape != logits_sar.shape:
+        raise ValueError(
+            "modality_weights() needs logits of equal shape, got "
+            f"{tuple(logits_opt.shape)} and {tuple(logits_sar.shape)}"
+        )
+    s_opt = contribution(logits_opt)
+    s_sar = contribution(logits_sar)
+    if per_sample:
+        return s_sar / s_opt, s_opt / s_sar
+    sum_opt = global_sum(s_opt)
+    sum_sar = global_sum(s_sar)
+    return sum_sar / sum_opt, sum_opt / sum_sar

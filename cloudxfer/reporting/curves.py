@@ -1,0 +1,93 @@
+"""Per-modality loss curves of one or more runs, side by side (the paper's Fig. 8).
+
+Reads the ``metrics.csv`` the CSV logger writes into each run directory and plots the epoch
+means of ``loss/opt``, ``loss/sar`` and ``loss/source`` (and the IRM weights when logged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+__all__ = ["LOSS_KEYS", "epoch_means", "main", "plot_loss_curves"]
+
+LOSS_KEYS: tuple[str, ...] = ("loss/opt", "loss/sar", "loss/source")
+RHO_KEYS: tuple[str, ...] = ("irm/rho_opt", "irm/rho_sar")
+
+
+def epoch_means(metrics_csv: str | Path, keys: tuple[str, ...]) -> dict[str, list[float]]:
+    """Mean of each logged key per epoch, from a CSV logger's ``metrics.csv``.
+
+    Raises:
+        FileNotFoundError: naming the file when it does not exist.
+        ValueError: naming the file when none of ``keys`` was logged.
+    """
+    path = Path(metrics_csv)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no metrics.csv (is this a run directory?)")
+    sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not set(keys) & set(reader.fieldnames or []):
+            raise ValueError(f"{path}: none of {list(keys)} was logged")
+        for row in reader:
+            epoch = row.get("epoch", "")
+            if not epoch:
+                continue
+            for key in keys:
+                value = row.get(key, "")
+                if value not in ("", None) and not math.isnan(float(value)):
+                    sums[key][int(float(epoch))].append(float(value))
+    return {
+        key: [sum(v) / len(v) for _, v in sorted(sums[key].items())] for key in keys if sums[key]
+    }
+
+
+def plot_loss_curves(runs: list[Path], labels: list[str], out: Path) -> Path:
+    """Plot each run's per-modality losses in its own panel, sharing the y-axis, to PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.6), sharey=True, squeeze=False)
+    for ax, run, label in zip(axes[0], runs, labels, strict=True):
+        curves = epoch_means(run / "metrics.csv", LOSS_KEYS + RHO_KEYS)
+        for key in LOSS_KEYS:
+            if key in curves:
+                epochs = range(1, len(curves[key]) + 1)
+                ax.plot(epochs, curves[key], marker="o", ms=3, label=key.split("/")[1])
+        rho = [curves.get(key) for key in RHO_KEYS]
+        if all(rho) and any(abs(v - 1.0) > 1e-6 for v in rho[0] or []):
+            ax.set_title(f"{label}\nmean rho_opt {sum(rho[0]) / len(rho[0]):.2f}")  # type: ignore[arg-type]
+        else:
+            ax.set_title(label)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0][0].set_ylabel("distillation loss (epoch mean)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``cloudxfer plot losses RUN_DIR [RUN_DIR ...] --out fig8.png [--labels A B]``."""
+    parser = argparse.ArgumentParser(prog="cloudxfer plot", description=__doc__)
+    sub = parser.add_subparsers(dest="what", required=True)
+    losses = sub.add_parser("losses", help="per-modality loss curves (Fig. 8)")
+    losses.add_argument("runs", nargs="+", type=Path, help="run directories (with metrics.csv)")
+    losses.add_argument("--out", type=Path, required=True, help="PNG to write")
+    losses.add_argument("--labels", nargs="*", default=None, help="panel titles")
+    args = parser.parse_args(argv)
+    labels = args.labels or [run.name for run in args.runs]
+    if len(labels) != len(args.runs):
+        parser.error("give one label per run")
+    path = plot_loss_curves(args.runs, labels, args.out)
+    print(f"wrote {path}")
+    return 0

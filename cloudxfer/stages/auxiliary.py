@@ -1,0 +1,90 @@
+"""Stage F1: auxiliary distillation from the source model into one target modality (Fig. 3).
+
+A student reading only ``opt`` (cloudy optical) or only ``sar`` learns, on the unlabelled target
+train split, the frozen source model's pseudo-labels on the optical tile. Uncertain pseudo-labels
+are filtered (the paper follows KDHN; criterion and threshold are configuration) and the kept
+share is logged. Ground-truth labels are never read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from cloudxfer.losses import FilterCriterion, TargetKind, confidence_mask, distillation_loss
+from cloudxfer.losses import teacher_targets
+from cloudxfer.models import SceneClassifier
+from cloudxfer.stages.base import StageModule
+
+__all__ = ["AuxiliaryDistillation", "MODALITY_INPUTS"]
+
+MODALITY_INPUTS: dict[str, str] = {"opt": "image_opt", "sar": "image_sar"}
+
+
+class AuxiliaryDistillation(StageModule):
+    """Single-modality student distilled from the frozen source model f_S.
+
+    Args:
+        teacher: source_finetune checkpoint (f_S), fed the optical tile.
+        modality: ``opt`` or ``sar``: the student's input.
+        backbone: torchvision model name (paper: ``googlenet``).
+        targets: ``hard`` (argmax pseudo-labels) or ``soft`` (tempered probabilities).
+        temperature: distillation temperature for soft targets.
+        filter_criterion: how uncertain pseudo-labels are dropped (``max_prob``, ``margin``,
+            ``entropy`` or ``none``).
+        filter_threshold: threshold of the criterion.
+        **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
+    """
+
+    stage_name = "auxiliary"
+
+    def __init__(
+        self,
+        teacher: str,
+        modality: Literal["opt", "sar"] = "opt",
+        backbone: str = "googlenet",
+        targets: TargetKind = "hard",
+        temperature: float = 1.0,
+        filter_criterion: FilterCriterion = "max_prob",
+        filter_threshold: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        self.model = SceneClassifier(backbone, [MODALITY_INPUTS[modality]], len(self.class_names))
+        # Teachers are kept out of the module tree: they are not trained and not checkpointed.
+        self._teachers: dict[str, nn.Module] = {}
+
+    def setup(self, stage: str) -> None:
+        """Load and validate the frozen source model before fitting starts."""
+        if stage == "fit" and "source" not in self._teachers:
+            self._teachers["source"] = self.load_teacher(
+                self.hparams["teacher"], stages={"source_finetune"}, modality="opt"
+            )
+
+    def on_fit_start(self) -> None:
+        """Move the frozen teacher to the training device."""
+        for name, model in self._teachers.items():
+            self._teachers[name] = model.to(self.device)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Distillation loss on confidently pseudo-labelled samples."""
+        hp = self.hparams
+        with torch.no_grad():
+            teacher_logits = self._teachers["source"](batch)
+        keep = confidence_mask(teacher_logits, hp["filter_criterion"], hp["filter_threshold"])
+        logits = self(batch)
+        target = teacher_targets(teacher_logits, hp["targets"], hp["temperature"])
+        per_sample = distillation_loss(logits, target, hp["temperature"])
+        kept = keep.float()
+        # Mean over kept samples; an all-filtered batch contributes a zero loss with a graph.
+        loss = (per_sample * kept).sum() / kept.sum().clamp_min(1.0)
+        self.log(f"loss/{hp['modality']}", loss, prog_bar=True)
+        self.log("pseudo/kept_share", kept.mean())
+        self.log(
+            "pseudo/agreement",
+            (logits.argmax(1) == teacher_logits.argmax(1)).float().mean(),
+        )
+        return loss

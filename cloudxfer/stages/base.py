@@ -1,0 +1,222 @@
+"""Shared machinery of every stage: optimiser, evaluation, output files and checkpoint metadata.
+
+Stages differ only in how they build their model and compute their training loss; evaluation
+(OA/AA/Kappa overall, cloudy and clear), ``metrics.json``/``predictions.csv`` and the metadata
+that links stages through checkpoints live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from cloudxfer.checkpoints import FORMAT_VERSION, METADATA_KEY, CheckpointError, validate_metadata
+from cloudxfer.checkpoints import load_frozen_model as _load_frozen
+from cloudxfer.metrics import SceneMetrics, write_metrics_json, write_predictions_csv
+from cloudxfer.models import modality_of
+
+__all__ = ["StageModule", "gather_rows"]
+
+Batch = dict[str, Any]
+
+
+def gather_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Collect per-tile rows from every DDP rank (identity when not distributed)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list[list[dict[str, Any]] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, rows)
+        return [row for part in parts for row in (part or [])]
+    return rows
+
+
+class StageModule(pl.LightningModule):
+    """Base LightningModule of a stage; subclasses set ``self.model`` and ``training_step``.
+
+    Args:
+        class_names: output class names (linked from the datamodule by the CLI).
+        normalisation: the datamodule's scaling/standardisation constants, saved with the run.
+        optimizer: ``sgd`` (paper: momentum 0.9, weight decay 5e-4) or ``adamw``.
+        lr: learning rate (paper: 1e-2).
+        momentum: SGD momentum.
+        weight_decay: weight decay (the paper's "decay factor 5e-4").
+        scheduler: ``cosine`` annealing over ``max_epochs`` or ``none``.
+        cloudy_threshold: a test tile is cloudy when its cloud fraction exceeds this.
+    """
+
+    stage_name: str = ""
+
+    def __init__(
+        self,
+        class_names: list[str] | None = None,
+        normalisation: dict[str, Any] | None = None,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 1e-2,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        scheduler: Literal["none", "cosine"] = "cosine",
+        cloudy_threshold: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not class_names:
+            raise ValueError(
+                f"{type(self).__name__} needs class_names (the CLI links them from the datamodule)"
+            )
+        self.class_names = list(class_names)
+        self.normalisation = dict(normalisation or {})
+        self.model: nn.Module
+        self.val_metrics = SceneMetrics(len(self.class_names), cloudy_threshold)
+        self.test_metrics = SceneMetrics(len(self.class_names), cloudy_threshold)
+        self._test_rows: list[dict[str, Any]] = []
+
+    # --- subclasses -------------------------------------------------------------------------
+    @property
+    def inputs(self) -> list[str]:
+        """Sample keys the stage's model reads."""
+        return list(getattr(self.model, "inputs", []))
+
+    def stage_metadata(self) -> dict[str, Any]:
+        """Metadata saved in checkpoints; subclasses may add fields."""
+        return {
+            "format": FORMAT_VERSION,
+            "stage": self.stage_name,
+            "modality": modality_of(self.inputs),
+            "inputs": self.inputs,
+            "class_names": self.class_names,
+            "normalisation": self.normalisation,
+            "model": dict(getattr(self.model, "spec", {})),
+        }
+
+    def load_teacher(
+        self,
+        path: str,
+        stages: Collection[str],
+        modality: str | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> nn.Module:
+        """Load a frozen teacher checked against this run's classes (by default) and modality."""
+        model, _ = _load_frozen(
+            path, stages, self.class_names if class_names is None else class_names, modality
+        )
+        return model.to(self.device)
+
+    # --- forward / evaluation ---------------------------------------------------------------
+    def forward(self, batch: Batch) -> Tensor:
+        """Class logits of the stage's model."""
+        return self.model(batch)
+
+    def _evaluate(self, batch: Batch, metrics: SceneMetrics) -> tuple[Tensor, Tensor]:
+        logits = self(batch)
+        preds = logits.argmax(dim=1)
+        fraction = batch.get("cloud_fraction")
+        if fraction is None:
+            fraction = torch.full_like(preds, float("nan"), dtype=torch.float32)
+        metrics.update(preds, batch["label"], fraction.float())
+        return logits, preds
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Accumulate validation metrics (monitoring only; no model selection)."""
+        self._evaluate(batch, self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/oa``, ``val/aa``, ``val/kappa`` and their cloudy/clear variants."""
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.log_dict(
+            {f"val/{k}": v for k, v in values.items() if not k.startswith("n")}, sync_dist=False
+        )
+
+    def rows(self, batch: Batch, logits: Tensor) -> list[dict[str, Any]]:
+        """One output row per tile (see :data:`cloudxfer.metrics.PREDICTION_COLUMNS`)."""
+        probs = torch.softmax(logits.float(), dim=1)
+        confidence, preds = probs.max(dim=1)
+        labels = batch.get("label")
+        fractions = batch.get("cloud_fraction")
+        out = []
+        for i, tile_id in enumerate(batch["id"]):
+            label = int(labels[i]) if labels is not None else -1
+            out.append(
+                {
+                    "id": tile_id,
+                    "label": label,
+                    "pred": int(preds[i]),
+                    "label_name": self.class_names[label] if label >= 0 else "",
+                    "pred_name": self.class_names[int(preds[i])],
+                    "confidence": round(float(confidence[i]), 6),
+                    "cloud_fraction": (
+                        round(float(fractions[i]), 6) if fractions is not None else float("nan")
+                    ),
+                }
+            )
+        return out
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        """Accumulate test metrics and per-tile rows."""
+        logits, _ = self._evaluate(batch, self.test_metrics)
+        self._test_rows.extend(self.rows(batch, logits))
+
+    def on_test_epoch_start(self) -> None:
+        """Start a fresh list of per-tile rows."""
+        self._test_rows = []
+
+    def on_test_epoch_end(self) -> None:
+        """Log test metrics and write ``metrics.json`` and ``predictions.csv`` to the log dir."""
+        values = self.test_metrics.compute()
+        self.test_metrics.reset()
+        self.log_dict({f"test/{k}": v for k, v in values.items()}, sync_dist=False)
+        rows = gather_rows(self._test_rows)
+        if self.trainer.is_global_zero:
+            out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+            write_metrics_json(
+                out / "metrics.json",
+                values,
+                stage=self.stage_name,
+                modality=modality_of(self.inputs),
+                class_names=self.class_names,
+            )
+            write_predictions_csv(out / "predictions.csv", rows)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
+        """Per-tile prediction rows (written by the CLI's prediction writer)."""
+        return self.rows(batch, self(batch))
+
+    # --- optimisation -----------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        """SGD or AdamW over trainable parameters, optionally cosine-annealed per epoch."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        hp = self.hparams
+        optimizer: torch.optim.Optimizer
+        if hp["optimizer"] == "sgd":
+            optimizer = torch.optim.SGD(
+                params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
+            )
+        else:
+            optimizer = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        if hp["scheduler"] == "none":
+            return optimizer
+        epochs = max(1, int(self.trainer.max_epochs or 1))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the stage metadata that later stages validate."""
+        checkpoint[METADATA_KEY] = self.stage_metadata()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint from another stage, class scheme or modality."""
+        meta = checkpoint.get(METADATA_KEY)
+        if not isinstance(meta, dict):
+            raise CheckpointError("checkpoint carries no cloudxfer stage metadata")
+        validate_metadata(
+            meta,
+            "checkpoint",
+            stages={self.stage_name},
+            class_names=self.class_names,
+            modality=modality_of(self.inputs),
+        )

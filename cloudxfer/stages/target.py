@@ -1,0 +1,120 @@
+"""Stage F2: the two-modality target model distilled from three frozen teachers (Fig. 4).
+
+Teachers: the optical and SAR auxiliaries from F1 and the source model f_S. The loss is
+``rho_opt * L_opt + rho_sar * L_sar + w_S * L_S`` with each term a distillation cross-entropy
+against the same target output Q_T; the IRM weights rho come from the auxiliaries' contributions
+(``irm: batch``), per sample (``irm: sample``), or are 1 (``irm: none``). No pseudo-label filter
+here: the paper keeps heavily clouded samples in F2.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from cloudxfer.irm import contribution, modality_weights
+from cloudxfer.losses import TargetKind, distillation_loss, teacher_targets
+from cloudxfer.models import LateFusionClassifier, SceneClassifier
+from cloudxfer.stages.base import StageModule
+
+__all__ = ["TargetDistillation"]
+
+TARGET_INPUTS = ["image_opt", "image_sar"]
+
+
+class TargetDistillation(StageModule):
+    """Opt & SAR target network f_T with IRM-weighted distillation from three teachers.
+
+    Args:
+        teacher_opt: F1 optical auxiliary checkpoint.
+        teacher_sar: F1 SAR auxiliary checkpoint.
+        teacher_source: source_finetune checkpoint (f_S, fed the optical tile).
+        backbone: torchvision model name (paper: ``googlenet``).
+        fusion: ``early`` (one network on the 3+3 stacked channels, as the paper draws it) or
+            ``late`` (one encoder per modality, features concatenated).
+        irm: ``none``, ``batch`` (ratios of batch sums, DDP-synced) or ``sample``.
+        targets: ``hard`` or ``soft`` teacher targets.
+        temperature: distillation temperature for soft targets.
+        source_weight: weight of the source term (fixed at 1 in the paper).
+        **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
+    """
+
+    stage_name = "target"
+
+    def __init__(
+        self,
+        teacher_opt: str,
+        teacher_sar: str,
+        teacher_source: str,
+        backbone: str = "googlenet",
+        fusion: Literal["early", "late"] = "early",
+        irm: Literal["none", "batch", "sample"] = "batch",
+        targets: TargetKind = "soft",
+        temperature: float = 1.0,
+        source_weight: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        model_cls = SceneClassifier if fusion == "early" else LateFusionClassifier
+        self.model = model_cls(backbone, TARGET_INPUTS, len(self.class_names))
+        # Teachers are kept out of the module tree: they are not trained and not checkpointed.
+        self._teachers: dict[str, nn.Module] = {}
+
+    def setup(self, stage: str) -> None:
+        """Load and validate the three frozen teachers before fitting starts."""
+        if stage != "fit" or self._teachers:
+            return
+        hp = self.hparams
+        self._teachers = {
+            "opt": self.load_teacher(hp["teacher_opt"], {"auxiliary"}, modality="opt"),
+            "sar": self.load_teacher(hp["teacher_sar"], {"auxiliary"}, modality="sar"),
+            "source": self.load_teacher(hp["teacher_source"], {"source_finetune"}, modality="opt"),
+        }
+
+    def on_fit_start(self) -> None:
+        """Move the frozen teachers to the training device."""
+        for name, model in self._teachers.items():
+            self._teachers[name] = model.to(self.device)
+
+    def weights(self, logits_opt: Tensor, logits_sar: Tensor) -> tuple[Tensor, Tensor]:
+        """IRM weights (rho_opt, rho_sar): scalars, per-sample (B,), or ones without IRM."""
+        mode = self.hparams["irm"]
+        if mode == "none":
+            one = torch.ones((), device=logits_opt.device)
+            return one, one
+        return modality_weights(logits_opt, logits_sar, per_sample=mode == "sample")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """IRM-weighted sum of the three distillation terms."""
+        hp = self.hparams
+        with torch.no_grad():
+            out = {name: teacher(batch) for name, teacher in self._teachers.items()}
+        logits = self(batch)
+        terms = {
+            name: distillation_loss(
+                logits, teacher_targets(out[name], hp["targets"], hp["temperature"]), hp["temperature"]
+            )
+            for name in ("opt", "sar", "source")
+        }
+        rho_opt, rho_sar = self.weights(out["opt"], out["sar"])
+        loss = (
+            rho_opt * terms["opt"] + rho_sar * terms["sar"] + hp["source_weight"] * terms["source"]
+        ).mean()
+        self.log_dict(
+            {
+                "loss/total": loss,
+                "loss/opt": terms["opt"].mean(),
+                "loss/sar": terms["sar"].mean(),
+                "loss/source": terms["source"].mean(),
+                "irm/rho_opt": rho_opt.float().mean(),
+                "irm/rho_sar": rho_sar.float().mean(),
+                "irm/s_opt": contribution(out["opt"]).mean(),
+                "irm/s_sar": contribution(out["sar"]).mean(),
+            },
+            on_step=True,
+            on_epoch=False,
+        )
+        return loss

@@ -1,0 +1,102 @@
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from cloudxfer.irm import contribution, modality_weights
+
+
+def test_contribution_is_softmax_of_argmax_class() -> None:
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 3.0, 2.0]])
+    e = math.e
+    expected = torch.tensor(
+        [e**2 / (e**2 + 2), 1 / 3, e**3 / (e**1 + e**3 + e**2)], dtype=torch.float32
+    )
+    torch.testing.assert_close(contribution(logits), expected)
+
+
+def test_contribution_rejects_wrong_shape() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        contribution(torch.zeros(4))
+
+
+def test_batch_weights_by_hand() -> None:
+    # opt: confident on sample 0 (S=0.9), unsure on 1 (S=0.5); sar: S=0.6 and 0.7.
+    logits_opt = torch.log(torch.tensor([[0.9, 0.1], [0.5, 0.5]]))
+    logits_sar = torch.log(torch.tensor([[0.4, 0.6], [0.7, 0.3]]))
+    rho_opt, rho_sar = modality_weights(logits_opt, logits_sar)
+    assert rho_opt.shape == () and rho_sar.shape == ()
+    assert float(rho_opt) == pytest.approx((0.6 + 0.7) / (0.9 + 0.5))
+    assert float(rho_sar) == pytest.approx((0.9 + 0.5) / (0.6 + 0.7))
+    assert float(rho_opt * rho_sar) == pytest.approx(1.0)
+
+
+def test_per_sample_weights_by_hand_and_bounds() -> None:
+    logits_opt = torch.log(torch.tensor([[0.9, 0.1], [0.5, 0.5]]))
+    logits_sar = torch.log(torch.tensor([[0.4, 0.6], [0.7, 0.3]]))
+    rho_opt, rho_sar = modality_weights(logits_opt, logits_sar, per_sample=True)
+    torch.testing.assert_close(rho_opt, torch.tensor([0.6 / 0.9, 0.7 / 0.5]))
+    torch.testing.assert_close(rho_opt * rho_sar, torch.ones(2))
+    m = 5
+    big = torch.randn(64, m) * 5
+    r, _ = modality_weights(big, torch.randn(64, m) * 5, per_sample=True)
+    assert bool((r >= 1 / m - 1e-6).all() and (r <= m + 1e-6).all())
+
+
+def test_superior_modality_gets_weight_below_one() -> None:
+    confident = torch.tensor([[8.0, 0.0, 0.0]] * 4)
+    unsure = torch.tensor([[0.1, 0.0, 0.0]] * 4)
+    rho_opt, rho_sar = modality_weights(confident, unsure)
+    assert float(rho_opt) < 1 < float(rho_sar)
+
+
+def test_weights_carry_no_gradient() -> None:
+    a = torch.randn(4, 3, requires_grad=True)
+    b = torch.randn(4, 3, requires_grad=True)
+    for per_sample in (False, True):
+        rho_opt, rho_sar = modality_weights(a, b, per_sample=per_sample)
+        assert not rho_opt.requires_grad and not rho_sar.requires_grad
+
+
+def test_shape_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueError, match="equal shape"):
+        modality_weights(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker(rank: int, world: int, port: int, opt: torch.Tensor, sar: torch.Tensor, out: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        shard = slice(rank * opt.shape[0] // world, (rank + 1) * opt.shape[0] // world)
+        rho_opt, rho_sar = modality_weights(opt[shard], sar[shard])
+        torch.save({"rho_opt": rho_opt, "rho_sar": rho_sar}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_weights_equal_single_process_over_global_batch(tmp_path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    opt = torch.randn(16, 10, generator=generator) * 3
+    sar = torch.randn(16, 10, generator=generator)
+    # Local shards alone would give different weights: the all-reduce is what makes them equal.
+    local_opt, _ = modality_weights(opt[:8], sar[:8])
+    reference_opt, reference_sar = modality_weights(opt, sar)
+    assert not torch.isclose(local_opt, reference_opt)
+    mp.start_processes(
+        _worker, args=(2, _free_port(), opt, sar, str(tmp_path)), nprocs=2, start_method="spawn"
+    )
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        torch.testing.assert_close(result["rho_opt"], reference_opt)
+        torch.testing.assert_close(result["rho_sar"], reference_sar)
