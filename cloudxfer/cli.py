@@ -12,9 +12,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
+from jsonargparse import set_parsing_settings
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
@@ -69,6 +70,12 @@ class CloudxferCLI(LightningCLI):
         """Profile variables, W&B switch, forced callbacks and links from data to model."""
         parser.add_class_arguments(Profile, "profile")
         parser.add_class_arguments(WandbOptions, "wandb")
+        parser.add_argument(
+            "--train_subset",
+            type=Literal["labelled", "unlabelled", "train"],
+            default="unlabelled",
+            help="part of the target train split a stage trains on (data configs interpolate it)",
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
         parser.link_arguments(
@@ -131,8 +138,11 @@ class CloudxferCLI(LightningCLI):
         self._check_ckpt_path()
 
 
-def run_lightning(args: list[str]) -> int:
+def run_lightning(args: list[str] | None = None) -> int:
     """Run the LightningCLI subcommands (fit, validate, test, predict)."""
+    # Configs interpolate ``${profile.x}`` from their own root; under a subcommand the merged
+    # config is nested (``fit.profile.x``), so absolute paths must resolve relative to it.
+    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     CloudxferCLI(
         pl.LightningModule,
         pl.LightningDataModule,
@@ -176,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in EXTRA_COMMANDS:
         return EXTRA_COMMANDS[args[0]](args[1:])
-    return run_lightning(args)
+    # LightningCLI reads sys.argv itself when given no args (DDP launchers re-run it).
+    return run_lightning(None if argv is None else args)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ class TargetDistillation(StageModule):
         backbone: str = "googlenet",
         fusion: Literal["early", "late"] = "early",
         irm: Literal["none", "batch", "sample"] = "batch",
-        targets: TargetKind = "soft",
+        targets: TargetKind = "hard",
         temperature: float = 1.0,
         source_weight: float = 1.0,
         **kwargs: Any,

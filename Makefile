@@ -1,0 +1,30 @@
+# cloudxfer: common tasks. `make install && make demo` is the quick start.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= runs/demo
+PROFILE ?= quick
+
+.PHONY: install test test-all lint demo clean
+
+install:  ## create .venv and install cloudxfer with the dev tools
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+
+test:  ## the default test suite (slow tests included; about 10 minutes on 2 CPU cores)
+	$(BIN)/pytest -q
+
+test-fast:  ## skip tests marked slow
+	$(BIN)/pytest -q -m "not slow"
+
+lint:  ## ruff + mypy
+	$(BIN)/ruff check cloudxfer datamodules tests benchmarks
+	$(BIN)/ruff format --check cloudxfer datamodules tests benchmarks
+	$(BIN)/mypy cloudxfer datamodules
+
+demo:  ## simulate the default data, run the whole chain, print the OA/AA/Kappa table
+	$(BIN)/cloudxfer chain --profile $(PROFILE) --out $(OUT) --synth
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,7 @@
+"""``python -m cloudxfer.sim target|source ...``."""
+
+import sys
+
+from cloudxfer.sim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,351 @@
+"""What the two paired (optical + SAR) target datamodules share.
+
+The sample dict, validation with the in-memory tile cache, the split and the dataloaders live
+here (tiling and validated reading of a pair: ``datamodules.tiles``); ``sen12ms_cloud`` and
+``cloudy_pairs`` only know their folder layout (and whether clouds are pasted).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.clouds import CloudPaster, cloud_fraction
+from datamodules.errors import data_error
+from datamodules.normalisation import (
+    S2_RGB_BANDS,
+    SarNanPolicy,
+    Standardisation,
+    sar_channels,
+    scale_s2,
+    scaling_constants,
+    warn_filled_sar,
+)
+from datamodules.runfiles import write_json
+from datamodules.splits import (
+    SPLIT_NAMES,
+    SplitRow,
+    SubsetName,
+    TileRef,
+    make_split,
+    read_split_csv,
+    subset_ids,
+    write_split_csv,
+)
+from datamodules.tiles import (
+    PairReader,
+    PairTile,
+    PatchRef,
+    TileArrays,
+    Tiling,
+    cut_tile,
+    tile_id,
+    tile_offsets,
+)
+
+TrainSubset = Literal["labelled", "unlabelled", "train"]
+SPLIT_FILENAME = "split.csv"
+NORMALISATION_FILENAME = "normalisation.json"
+MAX_SCAN_THREADS = 8
+"""Threads reading patches during validation (GDAL releases the GIL while decoding)."""
+Sample = dict[str, Any]
+
+
+class PairedTileDataset(Dataset[Sample]):
+    """Paired optical/SAR tiles as sample dicts.
+
+    Samples: ``image_opt`` float32 (3, T, T), ``image_sar`` float32 (3, T, T), ``label``
+    int64 (), ``cloud_fraction`` float32 () (NaN when unknown), ``id`` str.
+
+    Args:
+        tiles: Tiles to serve.
+        reader: Reads tiles not in the cache.
+        standardisation: Applied after scaling (and after cloud pasting).
+        cache: Decoded tiles by id (None: read from disk on every access).
+        clouds: Pastes clouds onto the scaled optical tile (None: no pasting; the cloud
+            fraction then comes from the tile's mask, or is NaN).
+
+    """
+
+    def __init__(
+        self,
+        tiles: Sequence[PairTile],
+        reader: PairReader,
+        standardisation: Standardisation,
+        cache: Mapping[str, TileArrays] | None = None,
+        clouds: CloudPaster | None = None,
+    ) -> None:
+        self.tiles = list(tiles)
+        self.reader = reader
+        self.standardisation = standardisation
+        self.cache = cache
+        self.clouds = clouds
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, index: int) -> Sample:
+        tile = self.tiles[index]
+        arrays = self.cache[tile.id] if self.cache is not None else self.reader.read_tile(tile)
+        rgb = scale_s2(arrays.opt_dn)
+        if self.clouds is not None:
+            rgb, fraction = self.clouds(rgb, tile.id)
+        elif arrays.mask is not None:
+            fraction = cloud_fraction(arrays.mask)
+        else:
+            fraction = math.nan
+        sar = sar_channels(arrays.sar_db)
+        return {
+            "image_opt": torch.from_numpy(self.standardisation.apply_opt(rgb)),
+            "image_sar": torch.from_numpy(self.standardisation.apply_sar(sar)),
+            "label": torch.tensor(tile.label, dtype=torch.int64),
+            "cloud_fraction": torch.tensor(fraction, dtype=torch.float32),
+            "id": tile.id,
+        }
+
+
+class PairedDataModule(L.LightningDataModule):
+    """Split, validation, caching and dataloaders shared by the paired target datamodules.
+
+    Subclasses implement :meth:`_scan` (find patch pairs and their labels), :meth:`_reader`
+    and, if needed, :meth:`_make_dataset` and :meth:`_normalisation_extra`.
+    """
+
+    dataset_name = "paired"
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        classes: list[str],
+        standardisation: Standardisation,
+        labels_file: str,
+        tile_size: int,
+        tiling: Tiling,
+        test_fraction: float,
+        labelled_per_class: int,
+        split_seed: int,
+        split_file: str | None,
+        train_subset: TrainSubset,
+        predict_subset: SubsetName,
+        sar_nan: SarNanPolicy,
+        cache: bool,
+        batch_size: int,
+        num_workers: int,
+        pin_memory: bool,
+    ) -> None:
+        super().__init__()
+        if not classes:
+            raise ValueError("classes must name at least one class")
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"classes must be unique: {classes}")
+        if tile_size < 1:
+            raise ValueError(f"tile_size must be >= 1, got {tile_size}")
+        _check_choice("tiling", tiling, get_args(Tiling))
+        _check_choice("train_subset", train_subset, get_args(TrainSubset))
+        _check_choice("predict_subset", predict_subset, get_args(SubsetName))
+        _check_choice("sar_nan", sar_nan, ("fill", "reject"))
+        if not isinstance(standardisation, Standardisation):
+            raise TypeError("standardisation must be a datamodules.normalisation.Standardisation")
+        self.root = Path(root)
+        self.class_names: list[str] = list(classes)
+        self.num_classes: int = len(self.class_names)
+        self.standardisation = standardisation
+        self.labels_file = labels_file
+        self.tile_size = tile_size
+        self.tiling: Tiling = tiling
+        self.test_fraction = test_fraction
+        self.labelled_per_class = labelled_per_class
+        self.split_seed = split_seed
+        self.split_file = split_file
+        self.train_subset: TrainSubset = train_subset
+        self.predict_subset: SubsetName = predict_subset
+        self.sar_nan: SarNanPolicy = sar_nan
+        self.cache = cache
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self._tiles: dict[str, PairTile] | None = None
+        self._cache: dict[str, TileArrays] | None = None
+        self._rows: list[SplitRow] | None = None
+        self._datasets: dict[str, PairedTileDataset] = {}
+
+    # --- what subclasses provide ------------------------------------------------------
+    @abstractmethod
+    def _scan(self) -> list[PatchRef]:
+        """Find the patch pairs on disk and resolve their labels (raise DataError)."""
+
+    @abstractmethod
+    def _reader(self) -> PairReader:
+        """Return the reader that validates and decodes this layout's pairs."""
+
+    def _make_dataset(self, tiles: Sequence[PairTile]) -> PairedTileDataset:
+        return PairedTileDataset(tiles, self._reader(), self.standardisation, self._cache)
+
+    def _normalisation_extra(self) -> dict[str, Any]:
+        return {}
+
+    # --- public API ---------------------------------------------------------------------
+    @property
+    def labels_path(self) -> Path:
+        """The labels file (``labels_file`` relative to ``root`` unless absolute)."""
+        return self.root / self.labels_file
+
+    @property
+    def normalisation(self) -> dict[str, Any]:
+        """JSON-serialisable scaling constants, standardisation and SAR NaN policy."""
+        constants = scaling_constants()
+        constants["sar"]["sar_nan"] = self.sar_nan
+        bands = list(self._reader().opt_bands)
+        if tuple(bands) != S2_RGB_BANDS:
+            constants["optical"]["bands_1based"] = bands
+            constants["optical"]["band_names"] = [f"band{b}" for b in bands]
+        return {
+            "dataset": self.dataset_name,
+            **constants,
+            "standardisation": self.standardisation.to_dict(),
+            "tile_size": self.tile_size,
+            "tiling": self.tiling,
+            **self._normalisation_extra(),
+        }
+
+    @property
+    def split_rows(self) -> list[SplitRow]:
+        """The split (after :meth:`setup`)."""
+        self.setup()
+        assert self._rows is not None
+        return list(self._rows)
+
+    def prepare_data(self) -> None:
+        """Nothing to download; all scanning happens (once) in :meth:`setup`."""
+
+    def setup(self, stage: str | None = None) -> None:
+        """Scan, validate (and cache) every pair and build the split; cheap when repeated.
+
+        Raises:
+            DataError: On any bad input, before training starts.
+
+        """
+        if self._rows is not None:
+            return
+        refs = self._scan()
+        tiles, cache = self._validate(refs)
+        labels = str(self.labels_path)
+        if self.split_file is not None:
+            rows = self._load_split(tiles)
+        else:
+            refs_for_split = [TileRef(t.id, t.patch, t.label) for t in tiles.values()]
+            rows = make_split(
+                refs_for_split,
+                self.class_names,
+                test_fraction=self.test_fraction,
+                labelled_per_class=self.labelled_per_class,
+                seed=self.split_seed,
+                labels_file=labels,
+            )
+        self._tiles, self._cache, self._rows = tiles, cache, rows
+        self._datasets = {}
+
+    def subset_dataset(self, subset: SubsetName) -> PairedTileDataset:
+        """Return the dataset of a subset: ``labelled``, ``unlabelled``, ``train`` or ``test``."""
+        _check_choice("subset", subset, get_args(SubsetName))
+        self.setup()
+        if subset not in self._datasets:
+            assert self._tiles is not None and self._rows is not None
+            ids = subset_ids(self._rows, subset)
+            self._datasets[subset] = self._make_dataset([self._tiles[i] for i in ids])
+        return self._datasets[subset]
+
+    def write_run_files(self, directory: str | Path) -> None:
+        """Write ``split.csv`` and ``normalisation.json`` into a run directory (atomically)."""
+        directory = Path(directory)
+        write_split_csv(self.split_rows, directory / SPLIT_FILENAME)
+        write_json(directory / NORMALISATION_FILENAME, self.normalisation)
+
+    def train_dataloader(self) -> DataLoader[Sample]:
+        """Shuffled loader over ``train_subset`` (no ``drop_last``)."""
+        return self._loader(self.train_subset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Sample]:
+        """Loader over the test split."""
+        return self._loader("test", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader[Sample]:
+        """Loader over the test split."""
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader[Sample]:
+        """Loader over ``predict_subset``."""
+        return self._loader(self.predict_subset, shuffle=False)
+
+    # --- internals --------------------------------------------------------------------
+    def _loader(self, subset: SubsetName, shuffle: bool) -> DataLoader[Sample]:
+        return DataLoader(
+            self.subset_dataset(subset),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _validate(
+        self, refs: Sequence[PatchRef]
+    ) -> tuple[dict[str, PairTile], dict[str, TileArrays] | None]:
+        reader = self._reader()
+        cache: dict[str, TileArrays] | None = {} if self.cache else None
+        tiles: dict[str, PairTile] = {}
+        replaced: dict[str, int] = {}
+        threads = max(1, min(MAX_SCAN_THREADS, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for ref, (arrays, n_replaced) in zip(
+                refs, pool.map(reader.read_patch, refs), strict=True
+            ):
+                replaced[str(ref.sar_path)] = n_replaced
+                size = arrays.opt_dn.shape[-1]
+                for row, col, top, left in tile_offsets(size, self.tile_size, self.tiling):
+                    tid = tile_id(ref.patch, row, col)
+                    tiles[tid] = PairTile(
+                        tid,
+                        ref.patch,
+                        ref.label,
+                        ref.opt_path,
+                        ref.sar_path,
+                        top,
+                        left,
+                        ref.mask_path,
+                    )
+                    if cache is not None:
+                        cache[tid] = cut_tile(arrays, top, left, self.tile_size)
+        warn_filled_sar(replaced)
+        return tiles, cache
+
+    def _load_split(self, tiles: Mapping[str, PairTile]) -> list[SplitRow]:
+        assert self.split_file is not None
+        path = Path(self.split_file)
+        rows = read_split_csv(path, SPLIT_NAMES)
+        for row in rows:
+            tile = tiles.get(row.id)
+            if tile is None:
+                raise data_error(path, f"tile {row.id!r} is not in the dataset under {self.root}")
+            if tile.label != row.label:
+                raise data_error(
+                    path,
+                    f"tile {row.id!r} has label {row.label} here but {tile.label} in the "
+                    "labels file",
+                )
+        return rows
+
+
+def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")

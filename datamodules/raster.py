@@ -1,0 +1,97 @@
+"""Reading GeoTIFFs with validation: every failure becomes a :class:`DataError` naming the file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from datamodules.errors import DataError, data_error
+
+GEOTIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+
+
+def read_geotiff(
+    path: str | Path,
+    *,
+    what: str,
+    bands: Sequence[int] | None = None,
+    expected_count: int | None = None,
+    min_count: int | None = None,
+    dtype: str | None = None,
+    window: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """Read (part of) a GeoTIFF and check its band count and dtype.
+
+    Args:
+        path: File to read.
+        what: Short description used in messages (e.g. ``"S2 patch"``).
+        bands: 1-based band numbers to read, in this order (default: all bands).
+        expected_count: Exact number of bands the file must hold.
+        min_count: Minimum number of bands the file must hold.
+        dtype: Required data type name (e.g. ``"uint16"``).
+        window: ``(row_off, col_off, height, width)`` to read instead of the full raster.
+
+    Returns:
+        Array (C, H, W) in the file's dtype.
+
+    Raises:
+        DataError: When the file is missing, unreadable, corrupt/truncated, or has the wrong
+            band count or dtype; the message names the file.
+
+    """
+    try:
+        with rasterio.open(path) as src:
+            if expected_count is not None and src.count != expected_count:
+                raise data_error(path, f"{what} has {src.count} band(s), expected {expected_count}")
+            if min_count is not None and src.count < min_count:
+                raise data_error(
+                    path, f"{what} has {src.count} band(s), needs at least {min_count}"
+                )
+            if dtype is not None and src.dtypes[0] != dtype:
+                raise data_error(path, f"{what} has dtype {src.dtypes[0]}, expected {dtype}")
+            win = None if window is None else Window(window[1], window[0], window[3], window[2])
+            indexes = list(bands) if bands is not None else None
+            data = src.read(indexes=indexes, window=win)
+    except DataError:
+        raise
+    except (RasterioError, OSError, ValueError, IndexError) as exc:
+        raise data_error(
+            path, f"cannot read {what} as GeoTIFF (corrupt or truncated?): {exc}"
+        ) from exc
+    return np.asarray(data)
+
+
+def check_square(array: np.ndarray, path: str | Path, what: str, min_size: int) -> int:
+    """Check that a (C, H, W) raster is square and at least ``min_size`` pixels wide.
+
+    Args:
+        array: Raster data (C, H, W).
+        path: The file it came from.
+        what: Short description for messages.
+        min_size: Smallest allowed side length (the tile size).
+
+    Returns:
+        The side length.
+
+    Raises:
+        DataError: When it is not square or smaller than ``min_size``.
+
+    """
+    height, width = array.shape[-2:]
+    if height != width:
+        raise data_error(path, f"{what} is {height}x{width} px, not square")
+    if height < min_size:
+        raise data_error(
+            path, f"{what} is {height}x{width} px, smaller than the tile size {min_size}"
+        )
+    return int(height)
+
+
+def is_geotiff(path: Path) -> bool:
+    """Return whether a path has a GeoTIFF suffix (case-insensitive)."""
+    return path.suffix.lower() in GEOTIFF_SUFFIXES

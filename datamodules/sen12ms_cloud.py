@@ -1,0 +1,243 @@
+"""SEN12MS Cloud: SEN12MS patch pairs, scene labels, clouds pasted at load time.
+
+Layout (docs/data_layouts.md section 1)::
+
+    <root>/ROIs1158_spring/s1_1/ROIs1158_spring_s1_1_p30.tif   # float32 VV, VH (dB)
+    <root>/ROIs1158_spring/s2_1/ROIs1158_spring_s2_1_p30.tif   # uint16, 13 bands
+    <root>/labels.csv
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from datamodules.clouds import DEFAULT_CLOUDS, CloudConfig, CloudPaster
+from datamodules.errors import data_error
+from datamodules.labels import read_labels
+from datamodules.normalisation import S2_NUM_BANDS, S2_RGB_BANDS, SarNanPolicy, Standardisation
+from datamodules.paired import PairedDataModule, PairedTileDataset, TrainSubset
+from datamodules.raster import is_geotiff
+from datamodules.splits import DEFAULT_LABELLED_PER_CLASS, DEFAULT_TEST_FRACTION, SubsetName
+from datamodules.tiles import PairReader, PairTile, PatchRef, Tiling
+
+SEASONS: tuple[str, ...] = (
+    "ROIs1158_spring",
+    "ROIs1868_summer",
+    "ROIs1970_fall",
+    "ROIs2017_winter",
+)
+"""SEN12MS season folders; ``seasons`` also accepts the short names (``spring``...)."""
+SEASON_ALIASES: dict[str, str] = {name.split("_", 1)[1]: name for name in SEASONS}
+KNOWN_BROKEN_PATCHES: frozenset[str] = frozenset({"ROIs1868_summer_s2_146_p202"})
+"""Patches known to be broken in the public SEN12MS release; skipped when present."""
+PATCH_NAME = re.compile(r"^(?P<season>.+)_(?P<sensor>s1|s2)_(?P<scene>\d+)_p(?P<number>\d+)$")
+SCENE_FOLDER = re.compile(r"^(?P<sensor>s1|s2)_(?P<scene>\d+)$")
+TWIN = {"s1": "s2", "s2": "s1"}
+SENSOR_NAMES = {"s1": "S1", "s2": "S2"}
+
+
+class Sen12msCloudDataset(PairedTileDataset):
+    """SEN12MS tiles with clouds pasted onto the optical input.
+
+    Samples: ``image_opt`` float32 (3, T, T) (R, G, B = B04, B03, B02, scaled, clouded,
+    standardised), ``image_sar`` float32 (3, T, T) (VV, VH, VV-VH), ``label`` int64 (),
+    ``cloud_fraction`` float32 () (0.0 for tiles left clear), ``id`` str.
+
+    Args:
+        tiles: Tiles to serve.
+        reader: Reads tiles not in the cache.
+        standardisation: Applied after scaling and cloud pasting.
+        cache: Decoded tiles by id (None: read from disk on every access).
+        clouds: The cloud paster (None: no pasting, ``cloud_fraction`` NaN).
+
+    """
+
+
+def resolve_seasons(root: Path, seasons: Sequence[str] | None) -> list[Path]:
+    """Season folders to read.
+
+    Args:
+        root: Dataset root.
+        seasons: Season folder names (or short names); None = every season present.
+
+    Returns:
+        Existing season folders.
+
+    Raises:
+        DataError: Missing root, a requested season folder missing, or no season at all.
+
+    """
+    if not root.is_dir():
+        raise data_error(root, "dataset root not found")
+    if seasons is None:
+        found = [root / name for name in SEASONS if (root / name).is_dir()]
+        if not found:
+            raise data_error(root, f"no season folder found (expected any of {list(SEASONS)})")
+        return found
+    folders = []
+    for season in seasons:
+        folder = root / SEASON_ALIASES.get(season, season)
+        if not folder.is_dir():
+            raise data_error(folder, "season folder not found")
+        folders.append(folder)
+    if not folders:
+        raise data_error(root, "seasons is empty; give at least one season (or null for all)")
+    return folders
+
+
+def twin_path(path: Path) -> Path:
+    """Return the S1 twin of an S2 patch file, or the S2 twin of an S1 one."""
+    match = PATCH_NAME.match(path.stem)
+    folder = SCENE_FOLDER.match(path.parent.name)
+    if match is None or folder is None:
+        raise data_error(path, "not a SEN12MS patch name (<season>_s1|s2_<scene>_p<N>.tif)")
+    other = TWIN[match["sensor"]]
+    name = f"{match['season']}_{other}_{match['scene']}_p{match['number']}{path.suffix}"
+    return path.parent.parent / f"{other}_{folder['scene']}" / name
+
+
+def scan_season(folder: Path) -> list[tuple[Path, Path]]:
+    """Pair every S2 patch of a season folder with its S1 twin.
+
+    Returns:
+        ``(s2_path, s1_path)`` pairs sorted by S2 name.
+
+    Raises:
+        DataError: An S2 patch without its S1 twin, or an S1 patch without its S2 twin.
+
+    """
+    pairs = []
+    for scene in sorted(p for p in folder.iterdir() if p.is_dir()):
+        match = SCENE_FOLDER.match(scene.name)
+        if match is None:
+            continue  # lc_<n> and anything else
+        for path in sorted(p for p in scene.iterdir() if p.is_file() and is_geotiff(p)):
+            if PATCH_NAME.match(path.stem) is None:
+                raise data_error(path, "not a SEN12MS patch name (<season>_s1|s2_<scene>_p<N>.tif)")
+            if path.stem in KNOWN_BROKEN_PATCHES or twin_path(path).stem in KNOWN_BROKEN_PATCHES:
+                continue
+            twin = twin_path(path)
+            sensor = match["sensor"]
+            if not twin.is_file():
+                raise data_error(
+                    path,
+                    f"{SENSOR_NAMES[sensor]} patch has no {SENSOR_NAMES[TWIN[sensor]]} twin "
+                    f"(expected {twin})",
+                )
+            if sensor == "s2":
+                pairs.append((path, twin))
+    return sorted(pairs, key=lambda pair: pair[0].stem)
+
+
+class Sen12msCloudDataModule(PairedDataModule):
+    """SEN12MS Cloud target domain: cloudy optical RGB + SAR tiles with scene labels.
+
+    ``class_names``/``num_classes`` are set from ``classes`` in ``__init__``; scanning,
+    validation (every patch is read once), caching and the split happen in :meth:`setup`.
+
+    Args:
+        root: Dataset root holding the season folders and the labels file.
+        classes: Class names in index order (the labels file maps patches to these).
+        standardisation: Per-channel mean/std applied after scaling (required).
+        labels_file: Labels file, relative to ``root`` unless absolute.
+        seasons: Season folders (or short names) to read; None = all present.
+        tile_size: Tile side length in pixels.
+        tiling: ``center`` (one centre crop per patch) or ``grid`` (all non-overlapping tiles).
+        clouds: Cloud pasting settings (``cloudy_share=0`` disables pasting).
+        test_fraction: Share of each class's patches in the test split.
+        labelled_per_class: Train tiles per class in the labelled subset.
+        split_seed: Seed of the split.
+        split_file: A ``split.csv`` to reuse instead of drawing a split.
+        train_subset: What the train loader serves.
+        predict_subset: What the predict loader serves.
+        sar_nan: NaN/inf policy for SAR (``fill`` or ``reject``).
+        cache: Keep decoded tiles in memory after validation.
+        batch_size: Batch size of every loader.
+        num_workers: DataLoader workers.
+        pin_memory: DataLoader ``pin_memory``.
+
+    """
+
+    dataset_name = "sen12ms_cloud"
+
+    def __init__(
+        self,
+        root: str,
+        classes: list[str],
+        standardisation: Standardisation,
+        labels_file: str = "labels.csv",
+        seasons: list[str] | None = None,
+        tile_size: int = 64,
+        tiling: Tiling = "center",
+        clouds: CloudConfig = DEFAULT_CLOUDS,
+        test_fraction: float = DEFAULT_TEST_FRACTION,
+        labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
+        split_seed: int = 0,
+        split_file: str | None = None,
+        train_subset: TrainSubset = "unlabelled",
+        predict_subset: SubsetName = "test",
+        sar_nan: SarNanPolicy = "fill",
+        cache: bool = True,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__(
+            root=root,
+            classes=classes,
+            standardisation=standardisation,
+            labels_file=labels_file,
+            tile_size=tile_size,
+            tiling=tiling,
+            test_fraction=test_fraction,
+            labelled_per_class=labelled_per_class,
+            split_seed=split_seed,
+            split_file=split_file,
+            train_subset=train_subset,
+            predict_subset=predict_subset,
+            sar_nan=sar_nan,
+            cache=cache,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+        )
+        self.seasons = None if seasons is None else list(seasons)
+        self.clouds = clouds
+        self._paster: CloudPaster | None = None
+
+    def _reader(self) -> PairReader:
+        return PairReader(
+            opt_bands=S2_RGB_BANDS,
+            opt_count=S2_NUM_BANDS,
+            tile_size=self.tile_size,
+            sar_nan=self.sar_nan,
+        )
+
+    def _scan(self) -> list[PatchRef]:
+        pairs = [
+            pair
+            for folder in resolve_seasons(self.root, self.seasons)
+            for pair in scan_season(folder)
+        ]
+        if not pairs:
+            raise data_error(self.root, "no S2/S1 patch pairs found in the season folders")
+        labels = read_labels(self.labels_path, self.class_names)
+        refs = []
+        for s2_path, s1_path in pairs:
+            if s2_path.stem not in labels:
+                raise data_error(s2_path, f"patch has no label in {self.labels_path}")
+            refs.append(PatchRef(s2_path.stem, labels[s2_path.stem], s2_path, s1_path))
+        self._paster = CloudPaster(self.clouds)  # reads masks_dir (if any) now, in setup
+        return refs
+
+    def _make_dataset(self, tiles: Sequence[PairTile]) -> PairedTileDataset:
+        return Sen12msCloudDataset(
+            tiles, self._reader(), self.standardisation, self._cache, self._paster
+        )
+
+    def _normalisation_extra(self) -> dict[str, Any]:
+        return {"clouds": asdict(self.clouds)}

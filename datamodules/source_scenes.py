@@ -1,0 +1,274 @@
+"""Source domain: cloud-free optical scenes in torchvision ``ImageFolder`` layout.
+
+``<root>/<class name>/<image>.{png,jpg,tif,...}``; class names are the folder names, sorted
+(or the ``classes`` argument, which fixes their order and may leave folders out).
+
+We use torchvision's ImageFolder helpers (``find_classes``, ``make_dataset``,
+``default_loader``, ``IMG_EXTENSIONS``) and its v2 transforms, but not the ``ImageFolder``
+class itself: we need dict samples with an id, a seeded train/val split over one file list,
+and a clear :class:`DataError` for empty class folders and unreadable images at setup.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes, make_dataset
+from torchvision.transforms import v2
+
+from datamodules.errors import DataError, data_error
+from datamodules.normalisation import NUM_CHANNELS
+from datamodules.runfiles import write_json
+from datamodules.splits import SplitRow, write_split_csv
+
+SourceSubset = Literal["train", "val"]
+SOURCE_SPLITS: tuple[str, ...] = ("train", "val")
+PIXEL_SCALE = 255.0
+"""8-bit images are scaled to [0, 1] by dividing by 255 before standardisation."""
+DEFAULT_IMAGE_SIZE = 224
+MAX_CHECK_THREADS = 8
+Sample = dict[str, Any]
+
+
+def list_images(root: Path, class_names: Sequence[str]) -> list[tuple[Path, int]]:
+    """List ``(image path, class index)`` for the given class folders, sorted.
+
+    Raises:
+        DataError: Missing class folder or a class folder holding no image.
+
+    """
+    samples: list[tuple[Path, int]] = []
+    for index, name in enumerate(class_names):
+        folder = root / name
+        if not folder.is_dir():
+            raise data_error(folder, f"class folder for {name!r} not found")
+        found = make_dataset(str(root), {name: index}, extensions=IMG_EXTENSIONS, allow_empty=True)
+        if not found:
+            raise data_error(folder, f"class folder holds no image ({', '.join(IMG_EXTENSIONS)})")
+        samples.extend((Path(path), target) for path, target in sorted(found))
+    return samples
+
+
+def check_image(path: Path) -> None:
+    """Fully decode an image; raise :class:`DataError` naming it when that fails."""
+    try:
+        with Image.open(path) as image:
+            image.convert("RGB").load()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise data_error(path, f"unreadable image: {exc}") from exc
+
+
+class SourceScenesDataset(Dataset[Sample]):
+    """Images as ``{"image_opt": float32 (3, S, S), "label": int64 (), "id": str}``.
+
+    Args:
+        samples: ``(path, class index)`` pairs.
+        root: Dataset root (ids are paths relative to it).
+        transform: Maps a PIL image to a float32 tensor (3, S, S).
+
+    """
+
+    def __init__(
+        self, samples: Sequence[tuple[Path, int]], root: Path, transform: v2.Transform
+    ) -> None:
+        self.samples = list(samples)
+        self.root = root
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        path, label = self.samples[index]
+        try:
+            image = default_loader(str(path))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise data_error(path, f"unreadable image: {exc}") from exc
+        return {
+            "image_opt": self.transform(image),
+            "label": torch.tensor(label, dtype=torch.int64),
+            "id": path.relative_to(self.root).as_posix(),
+        }
+
+
+class SourceScenesDataModule(L.LightningDataModule):
+    """Cloud-free labelled optical scenes (NWPU-RESISC45 / AID roles).
+
+    Args:
+        root: ImageFolder root.
+        mean: Per-channel (R, G, B) mean of the [0, 1]-scaled images (required).
+        std: Per-channel std (required, > 0).
+        image_size: Images are resized to ``image_size`` x ``image_size``.
+        val_fraction: Share of each class's images held out for validation.
+        split_seed: Seed of the train/val split.
+        classes: Class folder names in index order; None = every folder, sorted.
+        augment: Random horizontal/vertical flips on the train split.
+        check_images: Decode every image once in :meth:`setup` so unreadable files fail early.
+        batch_size: Batch size.
+        num_workers: DataLoader workers.
+        pin_memory: DataLoader ``pin_memory``.
+
+    """
+
+    dataset_name = "source_scenes"
+
+    def __init__(
+        self,
+        root: str,
+        mean: list[float],
+        std: list[float],
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
+        classes: list[str] | None = None,
+        augment: bool = True,
+        check_images: bool = True,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(mean) != NUM_CHANNELS or len(std) != NUM_CHANNELS or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values each, std > 0: {mean}, {std}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+        if image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {image_size}")
+        self.root = Path(root)
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+        self.image_size = image_size
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.augment = augment
+        self.check_images = check_images
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        if classes is None:
+            if not self.root.is_dir():
+                raise data_error(self.root, "dataset root not found")
+            try:
+                classes, _ = find_classes(str(self.root))
+            except FileNotFoundError as exc:
+                raise data_error(self.root, "no class folders found") from exc
+        self.class_names: list[str] = list(classes)
+        self.num_classes: int = len(self.class_names)
+        self._rows: list[SplitRow] | None = None
+        self._subsets: dict[str, list[tuple[Path, int]]] = {}
+
+    @property
+    def normalisation(self) -> dict[str, Any]:
+        """JSON-serialisable scaling and standardisation of the source images."""
+        return {
+            "dataset": self.dataset_name,
+            "optical": {"pixel_divisor": PIXEL_SCALE, "image_size": self.image_size},
+            "standardisation": {"opt_mean": list(self.mean), "opt_std": list(self.std)},
+        }
+
+    def prepare_data(self) -> None:
+        """Nothing to download; scanning happens in :meth:`setup`."""
+
+    def setup(self, stage: str | None = None) -> None:
+        """List (and by default decode once) every image and draw the split; idempotent.
+
+        Raises:
+            DataError: Missing root/class folder, empty class folder, unreadable image.
+
+        """
+        if self._rows is not None:
+            return
+        if not self.root.is_dir():
+            raise data_error(self.root, "dataset root not found")
+        samples = list_images(self.root, self.class_names)
+        if self.check_images:
+            threads = max(1, min(MAX_CHECK_THREADS, os.cpu_count() or 1))
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(check_image, (path for path, _ in samples)))
+        rng = np.random.default_rng(self.split_seed)
+        split_of: dict[Path, str] = {}
+        for index in range(self.num_classes):
+            paths = [path for path, label in samples if label == index]
+            n_val = int(round(self.val_fraction * len(paths)))
+            for rank, position in enumerate(rng.permutation(len(paths))):
+                split_of[paths[position]] = "val" if rank < n_val else "train"
+        self._subsets = {
+            name: [(p, label) for p, label in samples if split_of[p] == name]
+            for name in SOURCE_SPLITS
+        }
+        rows = []
+        for path, label in samples:
+            rel = path.relative_to(self.root).as_posix()
+            rows.append(SplitRow(id=rel, patch=rel, label=label, split=split_of[path]))
+        self._rows = rows
+
+    def transform(self, train: bool) -> v2.Transform:
+        """Return the image transform of the train (optionally augmented) or val split."""
+        steps: list[v2.Transform] = [
+            v2.ToImage(),
+            v2.Resize((self.image_size, self.image_size), antialias=True),
+        ]
+        if train and self.augment:
+            steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        return v2.Compose(steps)
+
+    def subset_dataset(self, subset: SourceSubset) -> SourceScenesDataset:
+        """Return the dataset of ``train`` or ``val``."""
+        if subset not in SOURCE_SPLITS:
+            raise ValueError(f"subset must be one of {list(SOURCE_SPLITS)}, got {subset!r}")
+        self.setup()
+        return SourceScenesDataset(
+            self._subsets[subset], self.root, self.transform(subset == "train")
+        )
+
+    @property
+    def split_rows(self) -> list[SplitRow]:
+        """The split (``split`` is ``train`` or ``val``)."""
+        self.setup()
+        assert self._rows is not None
+        return list(self._rows)
+
+    def write_run_files(self, directory: str | Path) -> None:
+        """Write ``split.csv`` and ``normalisation.json`` into a run directory (atomically)."""
+        directory = Path(directory)
+        write_split_csv(self.split_rows, directory / "split.csv")
+        write_json(directory / "normalisation.json", self.normalisation)
+
+    def _loader(self, subset: SourceSubset, shuffle: bool) -> DataLoader[Sample]:
+        return DataLoader(
+            self.subset_dataset(subset),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[Sample]:
+        """Shuffled, augmented train split (no ``drop_last``)."""
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Sample]:
+        """Serve the held-out split."""
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader[Sample]:
+        """The held-out split (source sets have no separate test split here)."""
+        return self._loader("val", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader[Sample]:
+        """Serve the held-out split."""
+        return self._loader("val", shuffle=False)
+
+
+__all__ = ["DataError", "SourceScenesDataModule", "SourceScenesDataset"]

@@ -1,0 +1,180 @@
+"""Train/test split by patch, the labelled-per-class subset, and ``split.csv`` I/O.
+
+The split is stratified by class: within each class, ``round(test_fraction * n)`` patches
+(drawn from ``seed``) go to test, the rest to train, so every class keeps its share in both
+splits. All tiles of a patch fall in the same split. Then ``labelled_per_class`` train tiles
+per class form the labelled subset; the rest of train is unlabelled.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from datamodules.errors import data_error
+from datamodules.runfiles import atomic_write_text
+
+SplitName = Literal["labelled", "unlabelled", "test"]
+SubsetName = Literal["labelled", "unlabelled", "train", "test"]
+SPLIT_NAMES: tuple[str, ...] = ("labelled", "unlabelled", "test")
+TRAIN_SPLITS: tuple[str, ...] = ("labelled", "unlabelled")
+SPLIT_COLUMNS: tuple[str, ...] = ("id", "patch", "label", "split")
+DEFAULT_TEST_FRACTION = 0.2
+DEFAULT_LABELLED_PER_CLASS = 20
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """A tile known to a datamodule: its id, the patch it was cut from, its class index."""
+
+    id: str
+    patch: str
+    label: int
+
+
+@dataclass(frozen=True)
+class SplitRow:
+    """One row of ``split.csv``."""
+
+    id: str
+    patch: str
+    label: int
+    split: str
+
+
+def make_split(
+    tiles: Sequence[TileRef],
+    class_names: Sequence[str],
+    *,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
+    seed: int = 0,
+    labels_file: str | Path = "labels file",
+) -> list[SplitRow]:
+    """Split tiles into labelled / unlabelled / test.
+
+    Args:
+        tiles: All tiles (ids unique; tiles of one patch share a label).
+        class_names: Configured classes (index order).
+        test_fraction: Share of each class's patches that go to test.
+        labelled_per_class: Train tiles per class in the labelled subset.
+        seed: Seed of the draws.
+        labels_file: Named in the error for a class too small for the labelled subset.
+
+    Returns:
+        One row per tile, in the order of ``tiles``.
+
+    Raises:
+        DataError: When a class has fewer than ``labelled_per_class`` train tiles (an empty
+            class in the labelled subset); the message names the class and the labels file.
+        ValueError: On bad arguments or inconsistent tiles.
+
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction}")
+    if labelled_per_class < 0:
+        raise ValueError(f"labelled_per_class must be >= 0, got {labelled_per_class}")
+    patch_label: dict[str, int] = {}
+    for tile in tiles:
+        if patch_label.setdefault(tile.patch, tile.label) != tile.label:
+            raise ValueError(f"tiles of patch {tile.patch!r} carry different labels")
+    rng = np.random.default_rng(seed)
+    split_of: dict[str, str] = {}
+    for index in range(len(class_names)):
+        patches = sorted(p for p, label in patch_label.items() if label == index)
+        order = rng.permutation(len(patches))
+        n_test = int(round(test_fraction * len(patches)))
+        for rank, position in enumerate(order):
+            split_of[patches[position]] = "test" if rank < n_test else "train"
+    labelled: set[str] = set()
+    for index, name in enumerate(class_names):
+        train_ids = sorted(t.id for t in tiles if t.label == index and split_of[t.patch] == "train")
+        if len(train_ids) < labelled_per_class:
+            raise data_error(
+                labels_file,
+                f"empty class in the labelled subset: class {name!r} (index {index}) has "
+                f"{len(train_ids)} train tile(s), labelled_per_class={labelled_per_class} "
+                "needs that many",
+            )
+        chosen = rng.permutation(len(train_ids))[:labelled_per_class]
+        labelled.update(train_ids[i] for i in chosen)
+    rows = []
+    for tile in tiles:
+        if split_of[tile.patch] == "test":
+            split = "test"
+        else:
+            split = "labelled" if tile.id in labelled else "unlabelled"
+        rows.append(SplitRow(id=tile.id, patch=tile.patch, label=tile.label, split=split))
+    return rows
+
+
+def subset_ids(rows: Iterable[SplitRow], subset: str) -> list[str]:
+    """Tile ids of a subset: a split name, or ``"train"`` (labelled + unlabelled)."""
+    wanted = TRAIN_SPLITS if subset == "train" else (subset,)
+    return [row.id for row in rows if row.split in wanted]
+
+
+def split_csv_text(rows: Iterable[SplitRow]) -> str:
+    """Render rows as CSV text with the header ``id,patch,label,split``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SPLIT_COLUMNS)
+    for row in rows:
+        writer.writerow([row.id, row.patch, row.label, row.split])
+    return buffer.getvalue()
+
+
+def write_split_csv(rows: Iterable[SplitRow], path: str | Path) -> None:
+    """Write ``split.csv`` atomically."""
+    atomic_write_text(path, split_csv_text(rows))
+
+
+def read_split_csv(path: str | Path, allowed_splits: Sequence[str] = SPLIT_NAMES) -> list[SplitRow]:
+    """Read a ``split.csv`` written by :func:`write_split_csv`.
+
+    Args:
+        path: The file.
+        allowed_splits: Accepted values of the ``split`` column.
+
+    Returns:
+        The rows, in file order.
+
+    Raises:
+        DataError: Missing file, wrong header, bad label or split value, duplicate id.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise data_error(path, "split file not found")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            records = [r for r in reader if r]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise data_error(path, f"cannot read split file: {exc}") from exc
+    if header is None or tuple(c.strip() for c in header) != SPLIT_COLUMNS:
+        raise data_error(path, f"split file header must be {','.join(SPLIT_COLUMNS)}: {header}")
+    rows: list[SplitRow] = []
+    seen: set[str] = set()
+    for line, record in enumerate(records, start=2):
+        if len(record) != len(SPLIT_COLUMNS):
+            raise data_error(path, f"line {line}: expected 4 columns, got {record}")
+        tile_id, patch, label, split = (c.strip() for c in record)
+        if split not in allowed_splits:
+            raise data_error(path, f"line {line}: split {split!r} not in {list(allowed_splits)}")
+        try:
+            label_index = int(label)
+        except ValueError:
+            raise data_error(path, f"line {line}: label {label!r} is not an integer") from None
+        if tile_id in seen:
+            raise data_error(path, f"line {line}: tile id {tile_id!r} listed twice")
+        seen.add(tile_id)
+        rows.append(SplitRow(id=tile_id, patch=patch, label=label_index, split=split))
+    return rows

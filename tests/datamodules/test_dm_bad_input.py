@@ -1,0 +1,230 @@
+"""Every bad input gives one DataError naming the file, at setup, with nothing on disk changed."""
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+
+from datamodules import DataError, Sen12msCloudDataModule, Standardisation
+
+
+def make_dm(fixture, **kwargs):
+    kwargs.setdefault("labels_file", fixture.labels_file)
+    return Sen12msCloudDataModule(
+        root=str(fixture.root),
+        classes=fixture.classes,
+        standardisation=Standardisation.identity(),
+        **kwargs,
+    )
+
+
+def snapshot(root):
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def expect_error(fixture, named, pattern, **kwargs):
+    """Setup must fail with a DataError naming `named`, and must not touch the dataset."""
+    before = snapshot(fixture.root)
+    dm = make_dm(fixture, **kwargs)  # construction never reads the data
+    with pytest.raises(DataError, match=pattern) as info:
+        dm.setup("fit")
+    assert str(named) in str(info.value), str(info.value)
+    assert snapshot(fixture.root) == before
+    return info.value
+
+
+def first(fixture):
+    return fixture.patches[0]
+
+
+def test_missing_root(sen12ms_dataset):
+    missing = sen12ms_dataset.root / "nope"
+    dm = Sen12msCloudDataModule(str(missing), sen12ms_dataset.classes, Standardisation.identity())
+    with pytest.raises(DataError, match="root not found") as info:
+        dm.setup()
+    assert str(missing) in str(info.value)
+
+
+def test_missing_season_folder(sen12ms_dataset):
+    expect_error(
+        sen12ms_dataset,
+        sen12ms_dataset.root / "ROIs1868_summer",
+        "season folder not found",
+        seasons=["ROIs1868_summer"],
+    )
+
+
+def test_no_season_at_all(sen12ms_dataset):
+    shutil.rmtree(sen12ms_dataset.root / "ROIs1158_spring")
+    expect_error(sen12ms_dataset, sen12ms_dataset.root, "no season folder")
+
+
+def test_s2_without_s1(sen12ms_dataset):
+    patch = first(sen12ms_dataset)
+    sen12ms_dataset.s1_paths[patch].unlink()
+    expect_error(sen12ms_dataset, sen12ms_dataset.s2_paths[patch], "S2 patch has no S1 twin")
+
+
+def test_s1_without_s2(sen12ms_dataset):
+    patch = first(sen12ms_dataset)
+    sen12ms_dataset.s2_paths[patch].unlink()
+    expect_error(sen12ms_dataset, sen12ms_dataset.s1_paths[patch], "S1 patch has no S2 twin")
+
+
+def test_corrupt_geotiff(sen12ms_dataset):
+    path = sen12ms_dataset.s2_paths[first(sen12ms_dataset)]
+    path.write_bytes(b"this is not a tiff at all" * 10)
+    expect_error(sen12ms_dataset, path, "cannot read")
+
+
+def test_truncated_geotiff(sen12ms_dataset):
+    path = sen12ms_dataset.s1_paths[first(sen12ms_dataset)]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    expect_error(sen12ms_dataset, path, "cannot read")
+
+
+def test_wrong_band_count(sen12ms_dataset, write_geotiff):
+    path = sen12ms_dataset.s2_paths[first(sen12ms_dataset)]
+    write_geotiff(path, np.zeros((12, 64, 64), np.uint16))
+    expect_error(sen12ms_dataset, path, "12 band.*expected 13")
+
+
+def test_wrong_s1_band_count(sen12ms_dataset, write_geotiff):
+    path = sen12ms_dataset.s1_paths[first(sen12ms_dataset)]
+    write_geotiff(path, np.zeros((3, 64, 64), np.float32))
+    expect_error(sen12ms_dataset, path, "3 band.*expected 2")
+
+
+def test_wrong_dtype(sen12ms_dataset, write_geotiff):
+    path = sen12ms_dataset.s2_paths[first(sen12ms_dataset)]
+    write_geotiff(path, np.zeros((13, 64, 64), np.float32))
+    expect_error(sen12ms_dataset, path, "dtype float32, expected uint16")
+
+
+def test_wrong_s1_dtype(sen12ms_dataset, write_geotiff):
+    path = sen12ms_dataset.s1_paths[first(sen12ms_dataset)]
+    write_geotiff(path, np.zeros((2, 64, 64), np.uint16))
+    expect_error(sen12ms_dataset, path, "dtype uint16, expected float32")
+
+
+def test_patch_smaller_than_tile(make_sen12ms):
+    fixture = make_sen12ms(patch_size=32, patches_per_class=3)
+    expect_error(fixture, fixture.s2_paths[first(fixture)], "smaller than the tile size 64")
+
+
+def test_s1_s2_sizes_differ(sen12ms_dataset, write_geotiff):
+    path = sen12ms_dataset.s1_paths[first(sen12ms_dataset)]
+    write_geotiff(path, np.zeros((2, 80, 80), np.float32))
+    expect_error(sen12ms_dataset, path, "SAR patch is 80 px but its optical twin")
+
+
+def test_not_square(sen12ms_dataset, write_geotiff):
+    path = sen12ms_dataset.s2_paths[first(sen12ms_dataset)]
+    write_geotiff(path, np.zeros((13, 64, 72), np.uint16))
+    expect_error(sen12ms_dataset, path, "64x72 px, not square")
+
+
+def test_nan_in_sar_rejected(sen12ms_dataset, write_geotiff):
+    path = sen12ms_dataset.s1_paths[first(sen12ms_dataset)]
+    sar = np.zeros((2, 64, 64), np.float32)
+    sar[0, 3, 3] = np.nan
+    write_geotiff(path, sar)
+    expect_error(sen12ms_dataset, path, "1 NaN/inf.*reject", sar_nan="reject")
+
+
+def test_inf_in_sar_rejected_without_cache(sen12ms_dataset, write_geotiff):
+    path = sen12ms_dataset.s1_paths[first(sen12ms_dataset)]
+    sar = np.zeros((2, 64, 64), np.float32)
+    sar[1, 0, 0] = -np.inf
+    write_geotiff(path, sar)
+    expect_error(sen12ms_dataset, path, "NaN/inf", sar_nan="reject", cache=False)
+
+
+def test_patch_without_label(sen12ms_dataset):
+    patch = first(sen12ms_dataset)
+    lines = sen12ms_dataset.labels_path.read_text().splitlines()
+    sen12ms_dataset.labels_path.write_text("\n".join(x for x in lines if patch not in x) + "\n")
+    err = expect_error(sen12ms_dataset, sen12ms_dataset.s2_paths[patch], "has no label")
+    assert str(sen12ms_dataset.labels_path) in str(err)
+
+
+def test_label_outside_class_scheme(sen12ms_dataset):
+    path = sen12ms_dataset.labels_path
+    path.write_text(path.read_text() + "extra_patch.tif,Glacier\n")
+    expect_error(sen12ms_dataset, path, "'Glacier' is outside the class scheme")
+
+
+def test_label_index_outside_class_scheme(make_sen12ms):
+    fixture = make_sen12ms(label_form="index", patches_per_class=3)
+    fixture.labels_path.write_text(fixture.labels_path.read_text() + "x.tif,3\n")
+    expect_error(fixture, fixture.labels_path, "index 3 is outside")
+
+
+def test_missing_labels_file(sen12ms_dataset):
+    expect_error(
+        sen12ms_dataset, sen12ms_dataset.root / "other.csv", "not found", labels_file="other.csv"
+    )
+
+
+def test_empty_class_in_labelled_subset(make_sen12ms):
+    fixture = make_sen12ms(patches_per_class=10)
+    err = expect_error(
+        fixture, fixture.labels_path, "empty class in the labelled subset", labelled_per_class=9
+    )
+    assert "'Barren'" in str(err)
+
+
+def test_class_absent_from_data(sen12ms_dataset):
+    dm = Sen12msCloudDataModule(
+        str(sen12ms_dataset.root),
+        [*sen12ms_dataset.classes, "Harbor"],
+        Standardisation.identity(),
+    )
+    with pytest.raises(DataError, match="empty class in the labelled subset.*'Harbor'"):
+        dm.setup()
+
+
+def test_bad_split_file(sen12ms_dataset, tmp_path):
+    split = tmp_path / "split.csv"
+    split.write_text("id,patch,label,split\nghost,ghost,0,test\n")
+    expect_error(sen12ms_dataset, split, "'ghost' is not in the dataset", split_file=str(split))
+    split.write_text(f"id,patch,label,split\n{first(sen12ms_dataset)},x,2,test\n")
+    expect_error(sen12ms_dataset, split, "has label 2 here", split_file=str(split))
+
+
+def test_bad_masks_folder(sen12ms_dataset, tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "broken.npy").write_bytes(b"junk")
+    from datamodules import CloudConfig
+
+    expect_error(
+        sen12ms_dataset,
+        masks / "broken.npy",
+        "cannot read",
+        clouds=CloudConfig(masks_dir=str(masks)),
+    )
+
+
+def test_failed_setup_writes_no_run_files(sen12ms_dataset, tmp_path):
+    sen12ms_dataset.s1_paths[first(sen12ms_dataset)].unlink()
+    dm = make_dm(sen12ms_dataset)
+    run = tmp_path / "run"
+    with pytest.raises(DataError):
+        dm.write_run_files(run)
+    assert not run.exists() or not any(run.iterdir())
+
+
+def test_bad_choices_fail_at_construction(sen12ms_dataset):
+    with pytest.raises(ValueError, match="train_subset"):
+        make_dm(sen12ms_dataset, train_subset="everything")
+    with pytest.raises(ValueError, match="sar_nan"):
+        make_dm(sen12ms_dataset, sar_nan="zero")
+    with pytest.raises(ValueError, match="tiling"):
+        make_dm(sen12ms_dataset, tiling="random")
