@@ -60,7 +60,7 @@ def _done_marker(run_root: Path, stage: Stage) -> Path:
 
 
 def stage_complete(run_root: Path, stage: Stage) -> bool:
-    """True when the stage finished (marker written) and its checkpoint is valid."""
+    """Return True when the stage finished (marker written) and its checkpoint is valid."""
     if not _done_marker(run_root, stage).is_file():
         return False
     try:
@@ -93,7 +93,11 @@ def run_chain(
     common = [f"--profile.run_root={run_root}", *overrides]
     for stage in stages:
         configs = [profile, dataset_dir / stage.config]
-        overrides_stage = [*common, *stage.extra, f"--trainer.default_root_dir={run_root / stage.name}"]
+        overrides_stage = [
+            *common,
+            *stage.extra,
+            f"--trainer.default_root_dir={run_root / stage.name}",
+        ]
         if stage_complete(run_root, stage):
             print(f"= {stage.name}: complete, skipped ({_checkpoint(run_root, stage)})", flush=True)
         else:

@@ -72,6 +72,7 @@ def validate_metadata(
 
     Raises:
         CheckpointError: naming ``path`` and the first mismatch found.
+
     """
     if stages is not None and meta["stage"] not in stages:
         raise CheckpointError(
@@ -104,6 +105,7 @@ def load_frozen_model(
 
     Returns:
         ``(model, metadata)``.
+
     """
     checkpoint = _load(path)
     meta = checkpoint.get(METADATA_KEY)
@@ -112,7 +114,9 @@ def load_frozen_model(
     validate_metadata(meta, path, stages, class_names, modality)
     model = build_model(meta["model"])
     prefix = "model."
-    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    state = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -23,9 +23,12 @@ def contribution(logits: Tensor) -> Tensor:
 
     Returns:
         Detached tensor of shape (B,) with values in [1/M, 1].
+
     """
     if logits.ndim != 2:
-        raise ValueError(f"contribution() expects logits of shape (B, M), got {tuple(logits.shape)}")
+        raise ValueError(
+            f"contribution() expects logits of shape (B, M), got {tuple(logits.shape)}"
+        )
     return torch.softmax(logits.detach().float(), dim=1).amax(dim=1)
 
 
@@ -55,6 +58,7 @@ def modality_weights(
 
     Returns:
         Detached ``(rho_opt, rho_sar)``; with batch sums ``rho_opt * rho_sar == 1``.
+
     """
     if logits_opt.shape != logits_sar.shape:
         raise ValueError(

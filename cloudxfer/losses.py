@@ -34,6 +34,7 @@ def teacher_targets(teacher_logits: Tensor, kind: TargetKind, temperature: float
         teacher_logits: teacher outputs, shape (B, M).
         kind: ``hard`` for one-hot argmax targets, ``soft`` for ``softmax(logits / T)``.
         temperature: softening temperature T (soft targets only), > 0.
+
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -45,9 +46,7 @@ def teacher_targets(teacher_logits: Tensor, kind: TargetKind, temperature: float
     raise ValueError(f"unknown target kind {kind!r}; expected 'hard' or 'soft'")
 
 
-def distillation_loss(
-    student_logits: Tensor, targets: Tensor, temperature: float = 1.0
-) -> Tensor:
+def distillation_loss(student_logits: Tensor, targets: Tensor, temperature: float = 1.0) -> Tensor:
     """Per-sample cross-entropy ``- sum_i Y_i log Q_i`` of student logits against targets.
 
     Args:
@@ -58,6 +57,7 @@ def distillation_loss(
 
     Returns:
         Loss per sample, shape (B,). Callers reduce it (mean, or weighted for per-sample IRM).
+
     """
     if student_logits.shape != targets.shape:
         raise ValueError(
@@ -68,9 +68,7 @@ def distillation_loss(
     return -(targets * log_q).sum(dim=1) * (temperature**2)
 
 
-def confidence_mask(
-    teacher_logits: Tensor, criterion: FilterCriterion, threshold: float
-) -> Tensor:
+def confidence_mask(teacher_logits: Tensor, criterion: FilterCriterion, threshold: float) -> Tensor:
     """Boolean mask (B,) of samples whose teacher prediction is certain enough to learn from.
 
     Criteria: ``max_prob`` keeps softmax max >= threshold; ``margin`` keeps top-1 minus top-2

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -82,6 +82,7 @@ class SceneMetrics(nn.Module):
     Args:
         num_classes: number of target classes.
         cloudy_threshold: a tile is cloudy when ``cloud_fraction > cloudy_threshold``.
+
     """
 
     def __init__(self, num_classes: int, cloudy_threshold: float = 0.0) -> None:
@@ -99,16 +100,17 @@ class SceneMetrics(nn.Module):
         everything = torch.ones_like(cloudy)
         for key, mask in (("all", everything), ("_cloudy", cloudy), ("_clear", clear)):
             n = int(mask.sum())
-            self.counts[key].update(torch.tensor(float(n), device=preds.device))
+            self._count(key).update(torch.tensor(float(n), device=preds.device))
             if n:
-                self.collections[key].update(preds[mask], target[mask])
+                self._collection(key).update(preds[mask], target[mask])
 
     def compute(self) -> dict[str, float]:
         """Return ``oa, aa, kappa`` (+ ``_cloudy``/``_clear``) and ``n, n_cloudy, n_clear``."""
         out: dict[str, float] = {}
-        for key, collection in self.collections.items():
+        for key in self.collections:
+            collection = self._collection(key)
             postfix = "" if key == "all" else key
-            count = float(self.counts[key].compute())
+            count = float(self._count(key).compute())
             out[f"n{postfix}"] = count
             if count > 0:
                 out.update({name: float(v) for name, v in collection.compute().items()})
@@ -118,8 +120,15 @@ class SceneMetrics(nn.Module):
 
     def reset(self) -> None:
         """Clear all states."""
-        for module in (*self.collections.values(), *self.counts.values()):
-            module.reset()
+        for key in self.collections:
+            self._collection(key).reset()
+            self._count(key).reset()
+
+    def _collection(self, key: str) -> MetricCollection:
+        return cast(MetricCollection, self.collections[key])
+
+    def _count(self, key: str) -> SumMetric:
+        return cast(SumMetric, self.counts[key])
 
 
 def write_metrics_json(path: str | Path, metrics: Mapping[str, float], **extra: Any) -> Path:

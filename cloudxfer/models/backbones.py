@@ -85,6 +85,7 @@ def build_encoder(
 
     Returns:
         ``(encoder, feature_width)``; the encoder maps (B, C, H, W) to (B, feature_width).
+
     """
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(f"unknown torchvision classification model {name!r}")

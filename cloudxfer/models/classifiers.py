@@ -36,6 +36,7 @@ class SceneClassifier(nn.Module):
         inputs: sample keys to read, in channel order.
         num_classes: number of output classes.
         weights: torchvision weights enum name or None.
+
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class LateFusionClassifier(nn.Module):
         inputs: sample keys, one encoder each.
         num_classes: number of output classes.
         weights: torchvision weights enum name or None.
+
     """
 
     def __init__(

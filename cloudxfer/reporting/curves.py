@@ -24,6 +24,7 @@ def epoch_means(metrics_csv: str | Path, keys: tuple[str, ...]) -> dict[str, lis
     Raises:
         FileNotFoundError: naming the file when it does not exist.
         ValueError: naming the file when none of ``keys`` was logged.
+
     """
     path = Path(metrics_csv)
     if not path.is_file():
@@ -53,7 +54,9 @@ def plot_loss_curves(runs: list[Path], labels: list[str], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(runs), figsize=(4.5 * len(runs), 3.6), sharey=True, squeeze=False
+    )
     for ax, run, label in zip(axes[0], runs, labels, strict=True):
         curves = epoch_means(run / "metrics.csv", LOSS_KEYS + RHO_KEYS)
         for key in LOSS_KEYS:

@@ -13,8 +13,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from cloudxfer.losses import FilterCriterion, TargetKind, confidence_mask, distillation_loss
-from cloudxfer.losses import teacher_targets
+from cloudxfer.losses import (
+    FilterCriterion,
+    TargetKind,
+    confidence_mask,
+    distillation_loss,
+    teacher_targets,
+)
 from cloudxfer.models import SceneClassifier
 from cloudxfer.stages.base import StageModule
 
@@ -36,6 +41,7 @@ class AuxiliaryDistillation(StageModule):
             ``entropy`` or ``none``).
         filter_threshold: threshold of the criterion.
         **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
+
     """
 
     stage_name = "auxiliary"

@@ -47,6 +47,7 @@ class StageModule(pl.LightningModule):
         weight_decay: weight decay (the paper's "decay factor 5e-4").
         scheduler: ``cosine`` annealing over ``max_epochs`` or ``none``.
         cloudy_threshold: a test tile is cloudy when its cloud fraction exceeds this.
+
     """
 
     stage_name: str = ""

@@ -31,6 +31,7 @@ class SourceClassification(StageModule):
         freeze_encoder: train only the head when fine-tuning.
         label_smoothing: cross-entropy label smoothing.
         **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
+
     """
 
     def __init__(
@@ -50,7 +51,9 @@ class SourceClassification(StageModule):
         if mode == "finetune":
             if init_from is None:
                 raise ValueError("SourceClassification(mode='finetune') needs init_from")
-            pretrained, meta = load_frozen_model(init_from, stages={"source_pretrain"}, modality="opt")
+            pretrained, meta = load_frozen_model(
+                init_from, stages={"source_pretrain"}, modality="opt"
+            )
             if meta["model"]["backbone"] != backbone:
                 raise ValueError(
                     f"{init_from}: backbone {meta['model']['backbone']!r} differs from {backbone!r}"
@@ -64,7 +67,9 @@ class SourceClassification(StageModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Cross-entropy against the ground-truth label."""
         logits = self(batch)
-        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams["label_smoothing"])
+        loss = F.cross_entropy(
+            logits, batch["label"], label_smoothing=self.hparams["label_smoothing"]
+        )
         self.log("loss/source", loss, prog_bar=True)
         self.log("train/acc", (logits.argmax(1) == batch["label"]).float().mean())
         return loss

@@ -39,6 +39,7 @@ class TargetDistillation(StageModule):
         temperature: distillation temperature for soft targets.
         source_weight: weight of the source term (fixed at 1 in the paper).
         **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
+
     """
 
     stage_name = "target"
@@ -95,7 +96,9 @@ class TargetDistillation(StageModule):
         logits = self(batch)
         terms = {
             name: distillation_loss(
-                logits, teacher_targets(out[name], hp["targets"], hp["temperature"]), hp["temperature"]
+                logits,
+                teacher_targets(out[name], hp["targets"], hp["temperature"]),
+                hp["temperature"],
             )
             for name in ("opt", "sar", "source")
         }

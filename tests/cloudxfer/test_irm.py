@@ -73,7 +73,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _worker(rank: int, world: int, port: int, opt: torch.Tensor, sar: torch.Tensor, out: str) -> None:
+def _worker(
+    rank: int, world: int, port: int, opt: torch.Tensor, sar: torch.Tensor, out: str
+) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)

@@ -17,7 +17,7 @@ def _by_hand(conf: list[list[int]]) -> tuple[float, float, float]:
     aa = sum(recalls) / len(recalls)
     rows = [sum(conf[i]) for i in range(k)]
     cols = [sum(conf[i][j] for i in range(k)) for j in range(k)]
-    pe = sum(r * c for r, c in zip(rows, cols)) / n**2
+    pe = sum(r * c for r, c in zip(rows, cols, strict=True)) / n**2
     return oa, aa, (oa - pe) / (1 - pe)
 
 

@@ -1,0 +1,235 @@
+"""End-to-end: the real CLI (`chain`, `fit`, `test`, `predict`, `plot`) on simulated GeoTIFFs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cloudxfer.checkpoints import CheckpointError, load_frozen_model, read_metadata
+from cloudxfer.sim import generate_source, generate_target
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = REPO / "experiments"
+SMOKE = EXPERIMENTS / "profiles" / "smoke.yaml"
+STAGE_CONFIG = EXPERIMENTS / "sen12ms_cloud"
+CLASSES = [
+    "Barren",
+    "Dense Forests",
+    "Herbaceous",
+    "Industrial",
+    "Residential",
+    "Road",
+    "Scrub",
+    "Sparsely Built",
+    "Water",
+    "Harbor",
+]
+
+
+def cloudxfer(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cloudxfer", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"cloudxfer {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Simulate a small set (30+ pairs per class) and run the whole chain once, smoke-sized."""
+    out = tmp_path_factory.mktemp("chain")
+    generate_target(out / "data" / "target", pairs=300, seed=1)
+    generate_source(out / "data" / "source", per_class=4, seed=1, size=64)
+    result = cloudxfer("chain", "--profile", "smoke", "--out", str(out))
+    (out / "chain_stdout.txt").write_text(result.stdout)
+    return out
+
+
+def _stage_args(out: Path, stage: str) -> list[str]:
+    return [
+        "--config",
+        str(SMOKE),
+        "--config",
+        str(STAGE_CONFIG / f"{stage}.yaml"),
+        f"--profile.run_root={out / 'runs'}",
+        f"--profile.data_root={out / 'data' / 'target'}",
+        f"--profile.source_root={out / 'data' / 'source'}",
+    ]
+
+
+@pytest.mark.slow
+def test_chain_prints_table_and_writes_artefacts(chain_run: Path) -> None:
+    stdout = (chain_run / "chain_stdout.txt").read_text()
+    assert "| model | OA | AA | Kappa |" in stdout
+    assert "F2 target, IRM (opt & SAR)" in stdout and "F2 target, no IRM" in stdout
+    runs = chain_run / "runs"
+    for stage in ("source_finetune", "aux_opt", "aux_sar", "target", "target_noirm"):
+        metrics = json.loads((runs / stage / "test" / "metrics.json").read_text())
+        for key in ("oa", "aa", "kappa", "oa_cloudy", "aa_cloudy", "kappa_cloudy"):
+            assert key in metrics
+        for key in ("oa_clear", "aa_clear", "kappa_clear", "n", "n_cloudy", "n_clear"):
+            assert key in metrics
+        assert metrics["n"] == metrics["n_cloudy"] + metrics["n_clear"]
+        rows = list(csv.DictReader((runs / stage / "test" / "predictions.csv").open()))
+        assert len(rows) == metrics["n"]
+        assert {"id", "label", "pred", "cloud_fraction"} <= set(rows[0])
+        # The table's OA is the share of correct rows in predictions.csv.
+        correct = sum(r["label"] == r["pred"] for r in rows) / len(rows)
+        assert metrics["oa"] == pytest.approx(correct)
+    assert (chain_run / "loss_curves.png").stat().st_size > 10_000
+    assert (chain_run / "results.md").read_text().startswith("| model |")
+    split = list(csv.DictReader((runs / "target" / "split.csv").open()))
+    labelled = [r for r in split if r["split"] == "labelled"]
+    assert len(labelled) == 20 * len(CLASSES)
+    assert json.loads((runs / "target" / "normalisation.json").read_text())
+
+
+@pytest.mark.slow
+def test_checkpoints_record_their_stage(chain_run: Path) -> None:
+    runs = chain_run / "runs"
+    expected = {
+        "source_pretrain": ("source_pretrain", "opt"),
+        "source_finetune": ("source_finetune", "opt"),
+        "aux_opt": ("auxiliary", "opt"),
+        "aux_sar": ("auxiliary", "sar"),
+        "target": ("target", "opt+sar"),
+    }
+    for folder, (stage, modality) in expected.items():
+        meta = read_metadata(runs / folder / "checkpoints" / "last.ckpt")
+        assert (meta["stage"], meta["modality"]) == (stage, modality)
+        if folder != "source_pretrain":
+            assert meta["class_names"] == CLASSES
+            assert meta["normalisation"]["standardisation"]["opt_mean"]
+
+
+@pytest.mark.slow
+def test_target_stage_logs_per_modality_losses_and_irm(chain_run: Path) -> None:
+    rows = list(csv.DictReader((chain_run / "runs" / "target" / "metrics.csv").open()))
+    logged = [r for r in rows if r.get("loss/opt")]
+    assert logged
+    for row in logged:
+        rho_opt, rho_sar = float(row["irm/rho_opt"]), float(row["irm/rho_sar"])
+        assert rho_opt * rho_sar == pytest.approx(1.0, rel=1e-4)
+        for key in ("loss/sar", "loss/source", "irm/s_opt", "irm/s_sar"):
+            assert row[key] != ""
+    no_irm = list(csv.DictReader((chain_run / "runs" / "target_noirm" / "metrics.csv").open()))
+    assert all(float(r["irm/rho_opt"]) == 1.0 for r in no_irm if r.get("irm/rho_opt"))
+    aux = list(csv.DictReader((chain_run / "runs" / "aux_sar" / "metrics.csv").open()))
+    kept = [float(r["pseudo/kept_share"]) for r in aux if r.get("pseudo/kept_share")]
+    assert kept and all(0.0 <= k <= 1.0 for k in kept)
+
+
+@pytest.mark.slow
+def test_chain_resumes_by_skipping_complete_stages(chain_run: Path) -> None:
+    result = cloudxfer("chain", "--profile", "smoke", "--out", str(chain_run), "--no-compare")
+    for stage in ("source_pretrain", "source_finetune", "aux_opt", "aux_sar", "target"):
+        assert f"= {stage}: complete, skipped" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["source_finetune", "aux_opt", "aux_sar", "target"])
+def test_each_stage_fast_dev_run(chain_run: Path, tmp_path: Path, stage: str) -> None:
+    args = _stage_args(chain_run, stage)
+    result = cloudxfer(
+        "fit", *args, "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}"
+    )
+    assert result.returncode == 0
+    assert (tmp_path / "split.csv").is_file()
+
+
+@pytest.mark.slow
+def test_source_pretrain_fast_dev_run(chain_run: Path, tmp_path: Path) -> None:
+    args = _stage_args(chain_run, "source_pretrain")
+    cloudxfer("fit", *args, "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}")
+    assert (tmp_path / "split.csv").is_file()
+
+
+@pytest.mark.slow
+def test_predict_writes_predictions(chain_run: Path, tmp_path: Path) -> None:
+    ckpt = chain_run / "runs" / "target" / "checkpoints" / "last.ckpt"
+    args = _stage_args(chain_run, "target")
+    cloudxfer("predict", *args, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}")
+    rows = list(csv.DictReader((tmp_path / "predict" / "predictions.csv").open()))
+    test_rows = list(
+        csv.DictReader((chain_run / "runs" / "target" / "test" / "predictions.csv").open())
+    )
+    assert [r["id"] for r in rows] == [r["id"] for r in test_rows]
+    assert [r["pred"] for r in rows] == [r["pred"] for r in test_rows]
+
+
+@pytest.mark.slow
+def test_wrong_stage_checkpoint_is_refused_naming_the_file(chain_run: Path, tmp_path: Path) -> None:
+    runs = chain_run / "runs"
+    wrong = runs / "aux_sar" / "checkpoints" / "last.ckpt"
+    args = _stage_args(chain_run, "target")
+    result = cloudxfer(
+        "test", *args, f"--ckpt_path={wrong}", f"--trainer.default_root_dir={tmp_path}", check=False
+    )
+    assert result.returncode != 0
+    assert str(wrong) in result.stderr and "stage 'auxiliary'" in result.stderr
+    # A SAR auxiliary given where the optical teacher belongs: modality mismatch.
+    result = cloudxfer(
+        "fit",
+        *args,
+        f"--model.init_args.teacher_opt={wrong}",
+        "--trainer.fast_dev_run=true",
+        f"--trainer.default_root_dir={tmp_path}",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert str(wrong) in result.stderr and "modality is 'sar', expected 'opt'" in result.stderr
+
+
+@pytest.mark.slow
+def test_checkpoint_with_other_classes_or_corrupt_is_refused(
+    chain_run: Path, tmp_path: Path
+) -> None:
+    ckpt = chain_run / "runs" / "aux_opt" / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError, match="9 classes"):
+        load_frozen_model(ckpt, {"auxiliary"}, class_names=CLASSES[:9])
+    model, meta = load_frozen_model(ckpt, {"auxiliary"}, class_names=CLASSES, modality="opt")
+    assert meta["stage"] == "auxiliary" and not any(p.requires_grad for p in model.parameters())
+    batch = {"image_opt": torch.zeros(2, 3, 64, 64)}
+    assert model(batch).shape == (2, len(CLASSES))
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="broken.ckpt"):
+        read_metadata(broken)
+
+
+@pytest.mark.slow
+def test_print_config_and_plot_command(chain_run: Path, tmp_path: Path) -> None:
+    result = cloudxfer("fit", *_stage_args(chain_run, "target"), "--print_config")
+    assert "TargetDistillation" in result.stdout and "irm: batch" in result.stdout
+    out = tmp_path / "fig8.png"
+    runs = chain_run / "runs"
+    cloudxfer("plot", "losses", str(runs / "target"), str(runs / "target_noirm"), "--out", str(out))
+    assert out.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_wandb_offline_logger(chain_run: Path, tmp_path: Path) -> None:
+    cloudxfer(
+        "fit",
+        *_stage_args(chain_run, "aux_opt"),
+        "--wandb.enabled=true",
+        "--trainer.max_steps=2",
+        "--trainer.limit_val_batches=1",
+        f"--trainer.default_root_dir={tmp_path}",
+    )
+    assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline W&B run written"
+    assert (tmp_path / "metrics.csv").is_file()  # the CSV logger stays on beside W&B
