@@ -15,11 +15,10 @@ from typing import Any
 
 from datamodules.errors import data_error
 from datamodules.labels import read_labels
-from datamodules.normalisation import S2_RGB_BANDS, SarNanPolicy, Standardisation
-from datamodules.paired import PairedDataModule, TrainSubset
+from datamodules.normalisation import S2_RGB_BANDS, Standardisation
+from datamodules.paired import PairedDataModule
 from datamodules.raster import is_geotiff
-from datamodules.splits import DEFAULT_LABELLED_PER_CLASS, DEFAULT_TEST_FRACTION, SubsetName
-from datamodules.tiles import PairReader, PatchRef, Tiling
+from datamodules.tiles import PairReader, PatchRef
 
 OPT_FOLDER = "opt"
 SAR_FOLDER = "sar"
@@ -42,22 +41,10 @@ class CloudyPairsDataModule(PairedDataModule):
         root: Dataset root with ``opt/``, ``sar/``, optional ``masks/`` and the labels file.
         classes: Class names in index order.
         standardisation: Per-channel mean/std applied after scaling (required).
-        labels_file: ``id,label`` file, relative to ``root`` unless absolute.
         opt_bands: 1-based optical bands giving R, G, B: ``[4, 3, 2]`` for 13-band S2,
             ``[1, 2, 3]`` for files already holding R, G, B.
-        tile_size: Tile side length in pixels.
-        tiling: ``center`` or ``grid``.
-        test_fraction: Share of each class's images in the test split.
-        labelled_per_class: Train tiles per class in the labelled subset.
-        split_seed: Seed of the split.
-        split_file: A ``split.csv`` to reuse instead of drawing a split.
-        train_subset: What the train loader serves.
-        predict_subset: What the predict loader serves.
-        sar_nan: NaN/inf policy for SAR.
-        cache: Keep decoded tiles in memory after validation.
-        batch_size: Batch size of every loader.
-        num_workers: DataLoader workers.
-        pin_memory: DataLoader ``pin_memory``.
+        **kwargs: Labels file, tiling, split, loader settings: see
+            :class:`~datamodules.paired.PairedDataModule`.
 
     """
 
@@ -68,41 +55,10 @@ class CloudyPairsDataModule(PairedDataModule):
         root: str,
         classes: list[str],
         standardisation: Standardisation,
-        labels_file: str = "labels.csv",
         opt_bands: list[int] | None = None,
-        tile_size: int = 64,
-        tiling: Tiling = "center",
-        test_fraction: float = DEFAULT_TEST_FRACTION,
-        labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
-        split_seed: int = 0,
-        split_file: str | None = None,
-        train_subset: TrainSubset = "unlabelled",
-        predict_subset: SubsetName = "test",
-        sar_nan: SarNanPolicy = "fill",
-        cache: bool = True,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            root=root,
-            classes=classes,
-            standardisation=standardisation,
-            labels_file=labels_file,
-            tile_size=tile_size,
-            tiling=tiling,
-            test_fraction=test_fraction,
-            labelled_per_class=labelled_per_class,
-            split_seed=split_seed,
-            split_file=split_file,
-            train_subset=train_subset,
-            predict_subset=predict_subset,
-            sar_nan=sar_nan,
-            cache=cache,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-        )
+        super().__init__(root, classes, standardisation, **kwargs)
         bands = list(DEFAULT_OPT_BANDS if opt_bands is None else opt_bands)
         if len(bands) != NUM_RGB or min(bands) < 1:
             raise ValueError(f"opt_bands needs three 1-based band numbers (R, G, B), got {bands}")

@@ -32,6 +32,8 @@ from datamodules.normalisation import (
 )
 from datamodules.runfiles import write_json
 from datamodules.splits import (
+    DEFAULT_LABELLED_PER_CLASS,
+    DEFAULT_TEST_FRACTION,
     SPLIT_NAMES,
     SplitRow,
     SubsetName,
@@ -118,30 +120,49 @@ class PairedDataModule(L.LightningDataModule):
 
     Subclasses implement :meth:`_scan` (find patch pairs and their labels), :meth:`_reader`
     and, if needed, :meth:`_make_dataset` and :meth:`_normalisation_extra`.
+
+    Args:
+        root: Dataset root.
+        classes: Class names in index order.
+        standardisation: Per-channel mean/std applied after scaling (required).
+        labels_file: Labels file, relative to ``root`` unless absolute.
+        tile_size: Tile side length in pixels.
+        tiling: ``center`` or ``grid``.
+        test_fraction: Share of each class's patches in the test split.
+        labelled_per_class: Train tiles per class in the labelled subset.
+        split_seed: Seed of the split.
+        split_file: A ``split.csv`` to reuse instead of drawing a split.
+        train_subset: What the train loader serves.
+        predict_subset: What the predict loader serves.
+        sar_nan: NaN/inf policy for SAR (``fill`` or ``reject``).
+        cache: Keep decoded tiles in memory after validation.
+        batch_size: Batch size of every loader.
+        num_workers: DataLoader workers.
+        pin_memory: DataLoader ``pin_memory``.
+
     """
 
     dataset_name = "paired"
 
     def __init__(
         self,
-        *,
         root: str,
         classes: list[str],
         standardisation: Standardisation,
-        labels_file: str,
-        tile_size: int,
-        tiling: Tiling,
-        test_fraction: float,
-        labelled_per_class: int,
-        split_seed: int,
-        split_file: str | None,
-        train_subset: TrainSubset,
-        predict_subset: SubsetName,
-        sar_nan: SarNanPolicy,
-        cache: bool,
-        batch_size: int,
-        num_workers: int,
-        pin_memory: bool,
+        labels_file: str = "labels.csv",
+        tile_size: int = 64,
+        tiling: Tiling = "center",
+        test_fraction: float = DEFAULT_TEST_FRACTION,
+        labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
+        split_seed: int = 0,
+        split_file: str | None = None,
+        train_subset: TrainSubset = "unlabelled",
+        predict_subset: SubsetName = "test",
+        sar_nan: SarNanPolicy = "fill",
+        cache: bool = True,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
         if not classes:

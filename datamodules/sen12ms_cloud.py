@@ -18,11 +18,10 @@ from typing import Any
 from datamodules.clouds import DEFAULT_CLOUDS, CloudConfig, CloudPaster
 from datamodules.errors import data_error
 from datamodules.labels import read_labels
-from datamodules.normalisation import S2_NUM_BANDS, S2_RGB_BANDS, SarNanPolicy, Standardisation
-from datamodules.paired import PairedDataModule, PairedTileDataset, TrainSubset
+from datamodules.normalisation import S2_NUM_BANDS, S2_RGB_BANDS, Standardisation
+from datamodules.paired import PairedDataModule, PairedTileDataset
 from datamodules.raster import is_geotiff
-from datamodules.splits import DEFAULT_LABELLED_PER_CLASS, DEFAULT_TEST_FRACTION, SubsetName
-from datamodules.tiles import PairReader, PairTile, PatchRef, Tiling
+from datamodules.tiles import PairReader, PairTile, PatchRef
 
 SEASONS: tuple[str, ...] = (
     "ROIs1158_spring",
@@ -143,22 +142,10 @@ class Sen12msCloudDataModule(PairedDataModule):
         root: Dataset root holding the season folders and the labels file.
         classes: Class names in index order (the labels file maps patches to these).
         standardisation: Per-channel mean/std applied after scaling (required).
-        labels_file: Labels file, relative to ``root`` unless absolute.
         seasons: Season folders (or short names) to read; None = all present.
-        tile_size: Tile side length in pixels.
-        tiling: ``center`` (one centre crop per patch) or ``grid`` (all non-overlapping tiles).
         clouds: Cloud pasting settings (``cloudy_share=0`` disables pasting).
-        test_fraction: Share of each class's patches in the test split.
-        labelled_per_class: Train tiles per class in the labelled subset.
-        split_seed: Seed of the split.
-        split_file: A ``split.csv`` to reuse instead of drawing a split.
-        train_subset: What the train loader serves.
-        predict_subset: What the predict loader serves.
-        sar_nan: NaN/inf policy for SAR (``fill`` or ``reject``).
-        cache: Keep decoded tiles in memory after validation.
-        batch_size: Batch size of every loader.
-        num_workers: DataLoader workers.
-        pin_memory: DataLoader ``pin_memory``.
+        **kwargs: Labels file, tiling, split, loader settings: see
+            :class:`~datamodules.paired.PairedDataModule`.
 
     """
 
@@ -169,42 +156,11 @@ class Sen12msCloudDataModule(PairedDataModule):
         root: str,
         classes: list[str],
         standardisation: Standardisation,
-        labels_file: str = "labels.csv",
         seasons: list[str] | None = None,
-        tile_size: int = 64,
-        tiling: Tiling = "center",
         clouds: CloudConfig = DEFAULT_CLOUDS,
-        test_fraction: float = DEFAULT_TEST_FRACTION,
-        labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
-        split_seed: int = 0,
-        split_file: str | None = None,
-        train_subset: TrainSubset = "unlabelled",
-        predict_subset: SubsetName = "test",
-        sar_nan: SarNanPolicy = "fill",
-        cache: bool = True,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            root=root,
-            classes=classes,
-            standardisation=standardisation,
-            labels_file=labels_file,
-            tile_size=tile_size,
-            tiling=tiling,
-            test_fraction=test_fraction,
-            labelled_per_class=labelled_per_class,
-            split_seed=split_seed,
-            split_file=split_file,
-            train_subset=train_subset,
-            predict_subset=predict_subset,
-            sar_nan=sar_nan,
-            cache=cache,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-        )
+        super().__init__(root, classes, standardisation, **kwargs)
         self.seasons = None if seasons is None else list(seasons)
         self.clouds = clouds
         self._paster: CloudPaster | None = None
