@@ -7,6 +7,7 @@ target.yaml --trainer.max_epochs 5`` trains one stage; ``cloudxfer chain`` runs 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -21,8 +22,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
 from cloudxfer.callbacks import PredictionCSVWriter, RunFiles
-from cloudxfer.checkpoints import read_metadata, validate_metadata
-from cloudxfer.models import modality_of
+from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metadata
+from datamodules.errors import DataError
 
 __all__ = ["CloudxferCLI", "Profile", "WandbOptions", "main"]
 
@@ -107,35 +108,30 @@ class CloudxferCLI(LightningCLI):
         kwargs.setdefault("default_root_dir", str(log_dir))
         return super().instantiate_trainer(**kwargs)
 
-    def _check_ckpt_path(self) -> None:
-        """Refuse a ``--ckpt_path`` from another stage, class scheme or modality, naming it."""
-        ckpt = self._get(self.config, "ckpt_path")
-        if not ckpt or ckpt in ("last", "best", "hpc", "registry"):
-            return
-        model = self.model
-        validate_metadata(
-            read_metadata(ckpt),
-            ckpt,
-            stages={getattr(model, "stage_name", "")},
-            class_names=getattr(model, "class_names", None),
-            modality=modality_of(getattr(model, "inputs", [])),
-        )
+    def _parse_ckpt_path(self) -> None:
+        """Refuse a ``--ckpt_path`` from another stage, modality or class scheme, naming it.
 
-    def before_fit(self) -> None:
-        """Validate ``--ckpt_path`` (resume) before training starts."""
-        self._check_ckpt_path()
-
-    def before_validate(self) -> None:
-        """Validate ``--ckpt_path`` before evaluating."""
-        self._check_ckpt_path()
-
-    def before_test(self) -> None:
-        """Validate ``--ckpt_path`` before testing."""
-        self._check_ckpt_path()
-
-    def before_predict(self) -> None:
-        """Validate ``--ckpt_path`` before predicting."""
-        self._check_ckpt_path()
+        Lightning then rebuilds the model from the checkpoint's hyper-parameters, so a wrong
+        checkpoint would otherwise silently replace the configured stage.
+        """
+        subcommand = self.config.get("subcommand")
+        config: Any = self.config.get(subcommand) if subcommand else None
+        ckpt = config.get("ckpt_path") if config is not None else None
+        if ckpt and ckpt not in ("last", "best", "hpc", "registry") and config.get("model"):
+            module, _, name = str(config.model.class_path).rpartition(".")
+            stage_cls = getattr(importlib.import_module(module), name, None)
+            expected = getattr(stage_cls, "expected_metadata", None)
+            if expected is not None:
+                stage, modality = expected(dict(config.model.get("init_args") or {}))
+                data_args = (config.get("data") or {}).get("init_args") or {}
+                validate_metadata(
+                    read_metadata(ckpt),
+                    ckpt,
+                    stages={stage},
+                    class_names=data_args.get("classes"),
+                    modality=modality,
+                )
+        super()._parse_ckpt_path()
 
 
 def run_lightning(args: list[str] | None = None) -> int:
@@ -184,10 +180,15 @@ EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cloudxfer`` console script."""
     args = sys.argv[1:] if argv is None else list(argv)
-    if args and args[0] in EXTRA_COMMANDS:
-        return EXTRA_COMMANDS[args[0]](args[1:])
-    # LightningCLI reads sys.argv itself when given no args (DDP launchers re-run it).
-    return run_lightning(None if argv is None else args)
+    try:
+        if args and args[0] in EXTRA_COMMANDS:
+            return EXTRA_COMMANDS[args[0]](args[1:])
+        # LightningCLI reads sys.argv itself when given no args (DDP launchers re-run it).
+        return run_lightning(None if argv is None else args)
+    except (CheckpointError, DataError) as err:
+        # Bad input is the user's to fix: one line naming the file, not a traceback.
+        print(f"cloudxfer: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

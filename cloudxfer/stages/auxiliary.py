@@ -75,6 +75,11 @@ class AuxiliaryDistillation(StageModule):
         for name, model in self._teachers.items():
             self._teachers[name] = model.to(self.device)
 
+    @classmethod
+    def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
+        """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
+        return cls.stage_name, str(init_args.get("modality", "opt"))
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Distillation loss on confidently pseudo-labelled samples."""
         hp = self.hparams

@@ -76,6 +76,11 @@ class StageModule(pl.LightningModule):
         self._test_rows: list[dict[str, Any]] = []
 
     # --- subclasses -------------------------------------------------------------------------
+    @classmethod
+    def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
+        """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
+        raise NotImplementedError
+
     @property
     def inputs(self) -> list[str]:
         """Sample keys the stage's model reads."""

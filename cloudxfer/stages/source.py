@@ -8,12 +8,12 @@ trains on the 20 labelled target optical tiles per class, so f_S speaks the targ
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from cloudxfer.checkpoints import load_frozen_model
+from cloudxfer.checkpoints import CheckpointError, load_frozen_model
 from cloudxfer.models import SceneClassifier
 from cloudxfer.stages.base import StageModule
 
@@ -47,22 +47,37 @@ class SourceClassification(StageModule):
         super().__init__(**kwargs)
         self.save_hyperparameters()
         self.stage_name = f"source_{mode}"
-        model = SceneClassifier(backbone, ["image_opt"], len(self.class_names), weights)
-        if mode == "finetune":
-            if init_from is None:
-                raise ValueError("SourceClassification(mode='finetune') needs init_from")
-            pretrained, meta = load_frozen_model(
-                init_from, stages={"source_pretrain"}, modality="opt"
+        if mode == "finetune" and init_from is None:
+            raise ValueError("SourceClassification(mode='finetune') needs init_from")
+        self.model = SceneClassifier(backbone, ["image_opt"], len(self.class_names), weights)
+        self._initialised = mode == "pretrain"
+
+    def setup(self, stage: str) -> None:
+        """For fine-tuning, copy the pre-trained encoder in before training starts.
+
+        Done here rather than in ``__init__`` so ``test``/``predict`` of a fine-tuned checkpoint
+        do not need the pre-training checkpoint any more.
+        """
+        if stage != "fit" or self._initialised:
+            return
+        hp = self.hparams
+        pretrained, meta = load_frozen_model(
+            hp["init_from"], stages={"source_pretrain"}, modality="opt"
+        )
+        if meta["model"]["backbone"] != hp["backbone"]:
+            raise CheckpointError(
+                f"{hp['init_from']}: backbone {meta['model']['backbone']!r} differs from "
+                f"this run's {hp['backbone']!r}"
             )
-            if meta["model"]["backbone"] != backbone:
-                raise ValueError(
-                    f"{init_from}: backbone {meta['model']['backbone']!r} differs from {backbone!r}"
-                )
-            model.encoder.load_state_dict(pretrained.encoder.state_dict())  # type: ignore[union-attr]
-            model.requires_grad_(True)
-            if freeze_encoder:
-                model.encoder.requires_grad_(False)
-        self.model = model
+        model = cast(SceneClassifier, self.model)
+        model.encoder.load_state_dict(cast(SceneClassifier, pretrained).encoder.state_dict())
+        model.encoder.requires_grad_(not hp["freeze_encoder"])
+        self._initialised = True
+
+    @classmethod
+    def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
+        """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
+        return f"source_{init_args.get('mode', 'pretrain')}", "opt"
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Cross-entropy against the ground-truth label."""

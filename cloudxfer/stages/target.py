@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from cloudxfer.irm import contribution, modality_weights
 from cloudxfer.losses import TargetKind, distillation_loss, teacher_targets
-from cloudxfer.models import LateFusionClassifier, SceneClassifier
+from cloudxfer.models import LateFusionClassifier, SceneClassifier, modality_of
 from cloudxfer.stages.base import StageModule
 
 __all__ = ["TargetDistillation"]
@@ -87,6 +87,11 @@ class TargetDistillation(StageModule):
             one = torch.ones((), device=logits_opt.device)
             return one, one
         return modality_weights(logits_opt, logits_sar, per_sample=mode == "sample")
+
+    @classmethod
+    def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
+        """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
+        return cls.stage_name, modality_of(TARGET_INPUTS)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """IRM-weighted sum of the three distillation terms."""
