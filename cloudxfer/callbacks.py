@@ -16,6 +16,7 @@ __all__ = ["PredictionCSVWriter", "RunFiles"]
 
 
 def _log_dir(trainer: pl.Trainer) -> Path:
+    """Return the run's log dir. ``Trainer.log_dir`` broadcasts: every rank must call this."""
     return Path(trainer.log_dir or trainer.default_root_dir)
 
 
@@ -28,11 +29,11 @@ class RunFiles(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Write the files; Lightning sets the datamodule up before callbacks (rank 0 only)."""
+        log_dir = _log_dir(trainer)
         datamodule = getattr(trainer, "datamodule", None)
         writer = getattr(datamodule, "write_run_files", None)
-        if writer is None or not trainer.is_global_zero:
-            return
-        writer(_log_dir(trainer))
+        if writer is not None and trainer.is_global_zero:
+            writer(log_dir)
 
 
 class PredictionCSVWriter(BasePredictionWriter):
@@ -58,5 +59,6 @@ class PredictionCSVWriter(BasePredictionWriter):
             else:
                 rows.extend(batch_rows)
         rows = gather_rows(rows)
+        log_dir = _log_dir(trainer)
         if trainer.is_global_zero:
-            write_predictions_csv(_log_dir(trainer) / self.filename, rows)
+            write_predictions_csv(log_dir / self.filename, rows)

@@ -73,6 +73,9 @@ def _collection(num_classes: int, postfix: str) -> MetricCollection:
             "kappa": MulticlassCohenKappa(num_classes),
         },
         postfix=postfix,
+        # Compute groups are formed from the first update; a DDP rank that never saw a cloudy
+        # tile would form other groups and issue other collectives than its peers.
+        compute_groups=False,
     )
 
 

@@ -176,8 +176,8 @@ class StageModule(pl.LightningModule):
         self.test_metrics.reset()
         self.log_dict({f"test/{k}": v for k, v in values.items()}, sync_dist=False)
         rows = gather_rows(self._test_rows)
+        out = Path(self.trainer.log_dir or self.trainer.default_root_dir)  # broadcasts: all ranks
         if self.trainer.is_global_zero:
-            out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             write_metrics_json(
                 out / "metrics.json",
                 values,
