@@ -47,7 +47,16 @@ MOISTURE_RESPONSE: dict[M, float] = {
 }  # fmt: skip
 
 TEXTURE_DB = 1.2  # within-class structural variation of sigma0 (biomass, roughness), dB
-MATERIAL_SD_DB = 0.8  # tile-to-tile spread of each material's mean backscatter, dB
+# Tile-to-tile spread of each material's mean backscatter (dB): the ROIs span the globe, so
+# one land-cover type varies in biomass, roughness, row direction and local wetness.
+MATERIAL_SD_DB = 1.5
+# Extra VH-only spread (dB): the cross-polarisation ratio VV - VH of one material is not a
+# constant but depends on canopy structure, growth stage and soil roughness (grassland, crops
+# and bare soil span roughly 5-10 dB across sites), so VV and VH vary only partly together.
+CROSS_POL_SD_DB = 1.0
+# Local soil-moisture departure of one 640 m tile from its scene (rain cells, irrigation,
+# drainage); weighted per material by MOISTURE_RESPONSE like the scene-wide shift.
+LOCAL_MOISTURE_SD_DB = 1.5
 WIND_ROUGHENING_DB = (0.0, 5.0)  # wind-roughened water brightens VV by up to ~5 dB
 WIND_VH_SHARE = 0.5  # VH responds to wind about half as much as VV
 BRIGHT_POINT_PROB = 0.08  # share of building sub-pixels hosting a strong point target
@@ -76,10 +85,12 @@ def render_sar(
     mat = materials.astype(np.intp)
     shape = mat.shape
     table = _TABLE + rng.normal(0.0, MATERIAL_SD_DB, (N_MATERIALS, 1)).astype(np.float32)
+    table[:, 1] += rng.normal(0.0, CROSS_POL_SD_DB, N_MATERIALS).astype(np.float32)
     wind = rng.uniform(*WIND_ROUGHENING_DB)
     table[M.WATER] += np.array([wind, WIND_VH_SHARE * wind], np.float32)
     delta_inc = scene.incidence_deg - REFERENCE_INCIDENCE_DEG
-    offset = _SLOPE * delta_inc + _MOIST * scene.soil_moisture_db + scene.sar_offset_db
+    moisture = scene.soil_moisture_db + rng.normal(0.0, LOCAL_MOISTURE_SD_DB)
+    offset = _SLOPE * delta_inc + _MOIST * moisture + scene.sar_offset_db
     db = table[mat].transpose(2, 0, 1) + offset[mat][None]  # (2, H, W)
     texture = 0.5 * np.clip(shade, -2.0, 2.0) + 0.5 * fractal_field(shape, rng, 2.0)
     db += TEXTURE_DB * texture[None] * (mat != M.WATER)[None]

@@ -54,7 +54,18 @@ TRANSMITTANCE = (0.75, 0.8, 0.87, 0.9, 0.9, 0.92, 0.93, 0.93, 0.93, 0.35, 0.003,
 # Relative brightness modulation per unit of layout "shade" texture, per material.
 SHADE_GAIN = np.array([0.1, 0.45, 0.25, 0.12, 0.15, 0.15, 0.1, 0.3, 0.25, 0.15, 0.2], np.float32)
 MIN_MODULATION = 0.1  # deepest texture shadow keeps 10 % of the mean brightness
-MATERIAL_SD = 0.06  # tile-to-tile spread of each material's brightness (relative)
+# Tile-to-tile spread of each material's brightness (relative): the ROIs span the globe, so
+# one material ranges from dark organic to bright calcareous soil, sparse to dense canopy,
+# weathered to new roofs and pavements.
+MATERIAL_SD = 0.2
+# Tile-to-tile change of each material's spectral shape: log-reflectance offsets with this sd
+# at SHAPE_KNOTS_NM, linear in between (soil iron oxides and organic matter, vegetation type
+# and leaf area, roof paint), so colour varies within a class, not only brightness.
+SPECTRAL_SHAPE_SD = 0.1
+SHAPE_KNOTS_NM = (443.0, 665.0, 865.0, 2190.0)
+# Tile-to-tile departure of vegetation greenness from the scene's (irrigation, management,
+# species, local water supply).
+TILE_GREENNESS_SD = 0.1
 PIXEL_SD = 0.03  # pixel-level brightness noise of natural surfaces (relative)
 GREENNESS_PIXEL_SD = 0.12  # within-tile variation of vegetation greenness
 SHADOW_DIFFUSE = 0.35  # share of irradiance left in a shadow (diffuse skylight)
@@ -73,8 +84,12 @@ def surface_reflectance(layout: Layout, rng: np.random.Generator, greenness: flo
     """Per-pixel surface reflectance (13, H, W) x 10000 of a layout, with natural variability."""
     mat = layout.materials.astype(np.intp)
     shape = mat.shape
-    table = _TABLE * rng.lognormal(0.0, MATERIAL_SD, (N_MATERIALS, 1)).astype(np.float32)
+    knots = rng.normal(0.0, SPECTRAL_SHAPE_SD, (N_MATERIALS, len(SHAPE_KNOTS_NM)))
+    shape_log = np.stack([np.interp(WAVELENGTH_NM, SHAPE_KNOTS_NM, k) for k in knots])
+    brightness = rng.lognormal(0.0, MATERIAL_SD, (N_MATERIALS, 1))
+    table = (_TABLE * brightness * np.exp(shape_log)).astype(np.float32)
     table[M.WATER] += rng.uniform(0.0, 1.0) * np.asarray(TURBIDITY_DELTA, np.float32)
+    greenness = greenness + rng.normal(0.0, TILE_GREENNESS_SD)
     g = np.clip(greenness + GREENNESS_PIXEL_SD * fractal_field(shape, rng, 2.0), 0.0, 1.0)
     g_forest = EVERGREEN_SHARE + (1.0 - EVERGREEN_SHARE) * g
     g_pix = np.where(mat == M.FOREST, g_forest, g)[None]
