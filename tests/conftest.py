@@ -44,21 +44,11 @@ for _name in ("datamodules", "cloudxfer"):
     if _module is not None and getattr(_module, "__file__", None) is None:
         del sys.modules[_name]  # a namespace shadow imported before this conftest
 
+from datamodules.labels import SIMPLIFIED_IGBP_CLASSES  # noqa: E402
 from datamodules.normalisation import Standardisation  # noqa: E402
 
 DEFAULT_CLASSES: tuple[str, ...] = ("Barren", "Dense Forests", "Water")
-IGBP_CLASSES_10: tuple[str, ...] = (
-    "Forest",
-    "Shrubland",
-    "Savanna",
-    "Grassland",
-    "Wetlands",
-    "Croplands",
-    "Urban/Built-up",
-    "Snow/Ice",
-    "Barren",
-    "Water",
-)
+IGBP_CLASSES_10: tuple[str, ...] = SIMPLIFIED_IGBP_CLASSES
 # One IGBP class (1-based) per simplified class, used to write 17-column fractions.
 IGBP_REPRESENTATIVE: dict[str, int] = {
     "Forest": 1,
