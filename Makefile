@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OUT ?= runs/demo
 PROFILE ?= quick
 
-.PHONY: install test test-all lint demo clean
+.PHONY: install test test-fast lint demo clean
 
 install:  ## create .venv and install cloudxfer with the dev tools
 	$(PYTHON) -m venv $(VENV)
