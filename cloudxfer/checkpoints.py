@@ -53,12 +53,16 @@ def _load(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Return the ``cloudxfer`` metadata block of a checkpoint, or raise CheckpointError."""
-    meta = _load(path).get(METADATA_KEY)
+def _metadata(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    meta = checkpoint.get(METADATA_KEY)
     if not isinstance(meta, dict) or "stage" not in meta:
         raise CheckpointError(f"{path}: checkpoint carries no cloudxfer stage metadata")
     return meta
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Return the ``cloudxfer`` metadata block of a checkpoint, or raise CheckpointError."""
+    return _metadata(_load(path), path)
 
 
 def validate_metadata(
@@ -108,9 +112,7 @@ def load_frozen_model(
 
     """
     checkpoint = _load(path)
-    meta = checkpoint.get(METADATA_KEY)
-    if not isinstance(meta, dict) or "stage" not in meta:
-        raise CheckpointError(f"{path}: checkpoint carries no cloudxfer stage metadata")
+    meta = _metadata(checkpoint, path)
     validate_metadata(meta, path, stages, class_names, modality)
     model = build_model(meta["model"])
     prefix = "model."

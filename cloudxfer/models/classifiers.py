@@ -62,11 +62,6 @@ class SceneClassifier(nn.Module):
         """Class logits, shape (B, num_classes)."""
         return self.head(self.features(batch))
 
-    def replace_head(self, num_classes: int) -> None:
-        """Swap in a fresh head for another class scheme (source -> target fine-tune)."""
-        self.head = nn.Linear(self.head.in_features, num_classes)
-        self.spec["num_classes"] = num_classes
-
 
 class LateFusionClassifier(nn.Module):
     """One encoder per input key; pooled features concatenated before one linear head.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from cloudxfer.losses import (
     FilterCriterion,
@@ -60,8 +60,6 @@ class AuxiliaryDistillation(StageModule):
         super().__init__(**kwargs)
         self.save_hyperparameters()
         self.model = SceneClassifier(backbone, [MODALITY_INPUTS[modality]], len(self.class_names))
-        # Teachers are kept out of the module tree: they are not trained and not checkpointed.
-        self._teachers: dict[str, nn.Module] = {}
 
     def setup(self, stage: str) -> None:
         """Load and validate the frozen source model before fitting starts."""
@@ -69,11 +67,6 @@ class AuxiliaryDistillation(StageModule):
             self._teachers["source"] = self.load_teacher(
                 self.hparams["teacher"], stages={"source_finetune"}, modality="opt"
             )
-
-    def on_fit_start(self) -> None:
-        """Move the frozen teacher to the training device."""
-        for name, model in self._teachers.items():
-            self._teachers[name] = model.to(self.device)
 
     @classmethod
     def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:

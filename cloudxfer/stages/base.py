@@ -74,6 +74,8 @@ class StageModule(pl.LightningModule):
         self.val_metrics = SceneMetrics(len(self.class_names), cloudy_threshold)
         self.test_metrics = SceneMetrics(len(self.class_names), cloudy_threshold)
         self._test_rows: list[dict[str, Any]] = []
+        # Frozen teachers stay out of the module tree: they are not trained and not checkpointed.
+        self._teachers: dict[str, nn.Module] = {}
 
     # --- subclasses -------------------------------------------------------------------------
     @classmethod
@@ -110,6 +112,11 @@ class StageModule(pl.LightningModule):
             path, stages, self.class_names if class_names is None else class_names, modality
         )
         return model.to(self.device)
+
+    def on_fit_start(self) -> None:
+        """Move the frozen teachers to the training device."""
+        for name, model in self._teachers.items():
+            self._teachers[name] = model.to(self.device)
 
     # --- forward / evaluation ---------------------------------------------------------------
     def forward(self, batch: Batch) -> Tensor:

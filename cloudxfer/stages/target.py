@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from cloudxfer.irm import contribution, modality_weights
 from cloudxfer.losses import TargetKind, distillation_loss, teacher_targets
@@ -61,8 +61,6 @@ class TargetDistillation(StageModule):
         self.save_hyperparameters()
         model_cls = SceneClassifier if fusion == "early" else LateFusionClassifier
         self.model = model_cls(backbone, TARGET_INPUTS, len(self.class_names))
-        # Teachers are kept out of the module tree: they are not trained and not checkpointed.
-        self._teachers: dict[str, nn.Module] = {}
 
     def setup(self, stage: str) -> None:
         """Load and validate the three frozen teachers before fitting starts."""
@@ -74,11 +72,6 @@ class TargetDistillation(StageModule):
             "sar": self.load_teacher(hp["teacher_sar"], {"auxiliary"}, modality="sar"),
             "source": self.load_teacher(hp["teacher_source"], {"source_finetune"}, modality="opt"),
         }
-
-    def on_fit_start(self) -> None:
-        """Move the frozen teachers to the training device."""
-        for name, model in self._teachers.items():
-            self._teachers[name] = model.to(self.device)
 
     def weights(self, logits_opt: Tensor, logits_sar: Tensor) -> tuple[Tensor, Tensor]:
         """IRM weights (rho_opt, rho_sar): scalars, per-sample (B,), or ones without IRM."""
