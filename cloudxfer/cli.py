@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
 from cloudxfer.callbacks import PredictionCSVWriter, RunFiles
 from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metadata
+from cloudxfer.runtime import configure_threads
 from datamodules.errors import DataError
 
 __all__ = ["CloudxferCLI", "Profile", "WandbOptions", "main"]
@@ -50,6 +51,15 @@ class Profile:
     weight_decay: float = 5e-4
     num_workers: int = 0
     seed: int = 0
+    threads: int | None = None
+    """Intra-op compute threads; None uses every core not taken by a loader worker."""
+    channels_last: bool = False
+    compile_model: bool = False
+    pin_memory: bool = False
+    store: bool = True
+    store_dir: str | None = None
+    """Packed tile stores and cached teacher logits; None: ``$CLOUDXFER_STORE_DIR`` or
+    ``~/.cache/cloudxfer/store``."""
 
 
 @dataclass
@@ -85,6 +95,13 @@ class CloudxferCLI(LightningCLI):
         parser.link_arguments(
             "data.normalisation", "model.init_args.normalisation", apply_on="instantiate"
         )
+
+    def before_instantiate_classes(self) -> None:
+        """Fix the compute threads (profile ``threads``) before any model or loader exists."""
+        config = self.config.get(str(self.subcommand)) if self.subcommand else self.config
+        profile = config.get("profile") if config is not None else None
+        if profile is not None:
+            configure_threads(profile.get("threads"), int(profile.get("num_workers") or 0))
 
     def _log_dir(self) -> Path:
         root = Path(self._get(self.config, "trainer.default_root_dir") or "runs/default")

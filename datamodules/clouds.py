@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from rasterio.errors import RasterioError
 
 from datamodules.errors import DataError, data_error
+from datamodules.store import PackedStore, content_key, open_or_build
 
 CloudKind = Literal["thin", "thick"]
 
@@ -382,6 +383,15 @@ class CloudPaster:
             return self.sampler.sample(rng, size, coverage)
         return simulated_mask(rng, size, coverage, self.config)
 
+    def layer(self, tile_id: str, size: int) -> CloudLayer | None:
+        """Return the tile's cloud as a blend layer, or None when the tile stays clear."""
+        plan = self.plan(tile_id)
+        if not plan.clouded:
+            return None
+        mask = self.mask(tile_id, size, plan.coverage)
+        rng = tile_rng(self.config.seed, tile_id, 2)
+        return cloud_layer(mask, plan.kind, rng, self.config)
+
     def __call__(self, rgb: np.ndarray, tile_id: str) -> tuple[np.ndarray, float]:
         """Paste this tile's cloud (if any) onto scaled RGB reflectance.
 
@@ -393,13 +403,80 @@ class CloudPaster:
             The clouded RGB (a new array) and the cloud fraction (0.0 for clear tiles).
 
         """
-        plan = self.plan(tile_id)
-        if not plan.clouded:
+        layer = self.layer(tile_id, rgb.shape[-1])
+        if layer is None:
             return rgb, 0.0
-        size = rgb.shape[-1]
-        mask = self.mask(tile_id, size, plan.coverage)
-        rng = tile_rng(self.config.seed, tile_id, 2)
-        return paste_cloud(rgb, mask, plan.kind, rng, self.config), cloud_fraction(mask)
+        return blend(rgb, layer), layer.fraction
+
+
+@dataclass(frozen=True)
+class CloudLayer:
+    """A tile's cloud as one blend: ``clip(rgb * keep + add, 0, 1)``.
+
+    Deterministic per tile, so it can be computed once and stored (``datamodules.store``);
+    pasting is then a single multiply-add.
+
+    Attributes:
+        keep: float32 (1, T, T): share of ground reflectance that survives (cloud opacity and
+            shadow folded in).
+        add: float32 (3, T, T): cloud radiance added on top.
+        fraction: Cloud fraction of the tile (share of mask >= 0.5).
+
+    """
+
+    keep: np.ndarray
+    add: np.ndarray
+    fraction: float
+
+
+def blend(rgb: np.ndarray, layer: CloudLayer) -> np.ndarray:
+    """Paste a cloud layer onto float32 (3, T, T) reflectance; returns a new float32 array."""
+    out = rgb * layer.keep
+    out += layer.add
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+
+
+def cloud_layer(
+    mask: np.ndarray,
+    kind: CloudKind,
+    rng: np.random.Generator,
+    config: CloudConfig,
+) -> CloudLayer:
+    """Cloud radiance and opacity of one tile under a soft mask, as a blend layer.
+
+    Thick: the pixel is replaced (alpha = mask) by bright, low-texture cloud radiance
+    (reflectance in ``[thick_reflectance_min, thick_reflectance_max]``). Thin: alpha-blend with
+    a peak opacity in ``[thin_opacity_min, thin_opacity_max]``, so ground texture shows
+    through. With ``config.shadow``, thick clouds darken the ground beside them.
+
+    Args:
+        mask: float32 (H, W) in [0, 1].
+        kind: ``"thin"`` or ``"thick"``.
+        rng: Random generator for brightness, texture, opacity and shadow direction.
+        config: Cloud settings.
+
+    Returns:
+        The layer; ``blend(rgb, layer)`` pastes it.
+
+    """
+    size = mask.shape[0]
+    brightness = rng.uniform(config.thick_reflectance_min, config.thick_reflectance_max)
+    texture = CLOUD_TEXTURE_AMPLITUDE * fractal_field(rng, size, octaves=3)
+    tint = np.asarray(CLOUD_TINT, dtype=np.float32)[:, None, None]
+    radiance = np.clip((brightness + texture)[None] * tint, 0.0, 1.0)
+    if kind == "thick":
+        alpha = mask.astype(np.float64)
+    else:
+        alpha = mask * float(rng.uniform(config.thin_opacity_min, config.thin_opacity_max))
+    shade = np.ones_like(alpha, dtype=np.float64)
+    if config.shadow and kind == "thick" and config.shadow_offset > 0:
+        angle = rng.uniform(0, 2 * np.pi)
+        dy = int(round(config.shadow_offset * np.sin(angle)))
+        dx = int(round(config.shadow_offset * np.cos(angle)))
+        shade = 1.0 - config.shadow_strength * _shift(mask, dy, dx) * (1.0 - mask)
+    keep = ((1.0 - alpha) * shade)[None].astype(np.float32)
+    add = (radiance * (alpha * shade)[None]).astype(np.float32)
+    return CloudLayer(keep=keep, add=add, fraction=cloud_fraction(mask))
 
 
 def paste_cloud(
@@ -409,12 +486,7 @@ def paste_cloud(
     rng: np.random.Generator,
     config: CloudConfig,
 ) -> np.ndarray:
-    """Blend cloud radiance into RGB reflectance under a soft mask.
-
-    Thick: the pixel is replaced (alpha = mask) by bright, low-texture cloud radiance
-    (reflectance in ``[thick_reflectance_min, thick_reflectance_max]``). Thin: alpha-blend with
-    a peak opacity in ``[thin_opacity_min, thin_opacity_max]``, so ground texture shows
-    through. With ``config.shadow``, thick clouds darken the ground beside them.
+    """Blend cloud radiance into RGB reflectance under a soft mask (see :func:`cloud_layer`).
 
     Args:
         rgb: float32 (3, H, W) in [0, 1].
@@ -427,23 +499,83 @@ def paste_cloud(
         float32 (3, H, W) in [0, 1].
 
     """
-    size = mask.shape[0]
-    brightness = rng.uniform(config.thick_reflectance_min, config.thick_reflectance_max)
-    texture = CLOUD_TEXTURE_AMPLITUDE * fractal_field(rng, size, octaves=3)
-    tint = np.asarray(CLOUD_TINT, dtype=np.float32)[:, None, None]
-    radiance = np.clip((brightness + texture)[None] * tint, 0.0, 1.0)
-    if kind == "thick":
-        alpha = mask
-    else:
-        alpha = mask * rng.uniform(config.thin_opacity_min, config.thin_opacity_max)
-    out = rgb * (1.0 - alpha[None]) + radiance * alpha[None]
-    if config.shadow and kind == "thick" and config.shadow_offset > 0:
-        angle = rng.uniform(0, 2 * np.pi)
-        dy = int(round(config.shadow_offset * np.sin(angle)))
-        dx = int(round(config.shadow_offset * np.cos(angle)))
-        shifted = _shift(mask, dy, dx)
-        out = out * (1.0 - config.shadow_strength * shifted * (1.0 - mask))[None]
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return blend(rgb, cloud_layer(mask, kind, rng, config))
+
+
+class StoredCloudLayers:
+    """Cloud layers of a fixed set of tiles, read from a packed store (one blend per tile).
+
+    Built once per (cloud settings, tiles, tile size, real mask files) with
+    :func:`stored_cloud_layers`; equal, byte for byte, to what :class:`CloudPaster` computes.
+    """
+
+    def __init__(self, store: PackedStore) -> None:
+        self.keep = store.arrays["keep"]
+        self.add = store.arrays["add"]
+        self.fraction = store.arrays["fraction"]
+        self.row = store.arrays["row"]
+        self.index = {tile_id: i for i, tile_id in enumerate(store.meta["ids"])}
+
+    def layer(self, tile_id: str, size: int) -> CloudLayer | None:
+        """Return the stored layer of a tile (None when clear)."""
+        i = self.index[tile_id]
+        row = int(self.row[i])
+        if row < 0:
+            return None
+        return CloudLayer(
+            keep=np.asarray(self.keep[row]),
+            add=np.asarray(self.add[row]),
+            fraction=float(self.fraction[i]),
+        )
+
+
+def stored_cloud_layers(
+    paster: CloudPaster, tile_ids: list[str], size: int, store_dir: Path
+) -> StoredCloudLayers:
+    """Open (or build) the packed cloud layers of ``tile_ids`` under ``store_dir``.
+
+    Raises:
+        OSError: ``store_dir`` cannot be written.
+
+    """
+    config = paster.config
+    mask_files: list[Path] = []
+    if config.masks_dir is not None and config.cloudy_share > 0:
+        folder = Path(config.masks_dir)
+        mask_files = sorted(
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MASK_SUFFIXES
+        )
+    settings = {
+        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "size": size,
+        "ids": hashlib.sha256("\n".join(tile_ids).encode()).hexdigest(),
+    }
+    key = content_key("cloud_layers", settings, mask_files)
+
+    def build() -> tuple[dict[str, np.ndarray], dict[str, object]]:
+        keep: list[np.ndarray] = []
+        add: list[np.ndarray] = []
+        rows: list[int] = []
+        fractions: list[float] = []
+        for tile_id in tile_ids:
+            layer = paster.layer(tile_id, size)
+            if layer is None:
+                rows.append(-1)
+                fractions.append(0.0)
+                continue
+            rows.append(len(keep))
+            fractions.append(layer.fraction)
+            keep.append(layer.keep)
+            add.append(layer.add)
+        arrays = {
+            "keep": np.stack(keep) if keep else np.zeros((0, 1, size, size), np.float32),
+            "add": np.stack(add) if add else np.zeros((0, 3, size, size), np.float32),
+            "row": np.asarray(rows, dtype=np.int32),
+            "fraction": np.asarray(fractions, dtype=np.float32),
+        }
+        return arrays, {"ids": list(tile_ids)}
+
+    return StoredCloudLayers(open_or_build(store_dir, "clouds", key, build))
 
 
 def _shift(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:

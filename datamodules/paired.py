@@ -7,19 +7,23 @@ here (tiling and validated reading of a pair: ``datamodules.tiles``); ``sen12ms_
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.clouds import CloudPaster, cloud_fraction
+from datamodules.clouds import CloudLayer, blend, cloud_fraction
 from datamodules.errors import data_error
 from datamodules.normalisation import (
     S2_RGB_BANDS,
@@ -43,6 +47,7 @@ from datamodules.splits import (
     subset_ids,
     write_split_csv,
 )
+from datamodules.store import PackedStore, content_key, default_store_dir, open_or_build
 from datamodules.tiles import (
     PairReader,
     PairTile,
@@ -62,6 +67,57 @@ MAX_SCAN_THREADS = 8
 Sample = dict[str, Any]
 
 
+class ScaledTiles(Protocol):
+    """Where a dataset gets a tile's scaled arrays from (packed store, memory or disk)."""
+
+    def scaled(self, tile: PairTile) -> tuple[np.ndarray, np.ndarray, float]:
+        """Scaled RGB (3, T, T), scaled SAR channels (3, T, T), mask cloud fraction (or NaN)."""
+        ...
+
+
+class CloudLayers(Protocol):
+    """Where a dataset gets a tile's cloud from (computed, or read from a packed store)."""
+
+    def layer(self, tile_id: str, size: int) -> CloudLayer | None:
+        """Return the tile's cloud layer, or None when the tile stays clear."""
+        ...
+
+
+class DecodedTiles:
+    """Scaled arrays from decoded tiles: the in-memory cache, or windowed reads from disk.
+
+    Args:
+        reader: Reads tiles not in the cache.
+        cache: Decoded tiles by id (None: read from disk on every access).
+
+    """
+
+    def __init__(self, reader: PairReader, cache: Mapping[str, TileArrays] | None) -> None:
+        self.reader = reader
+        self.cache = cache
+
+    def scaled(self, tile: PairTile) -> tuple[np.ndarray, np.ndarray, float]:
+        """Scale one tile (see :class:`ScaledTiles`)."""
+        arrays = self.cache[tile.id] if self.cache is not None else self.reader.read_tile(tile)
+        fraction = math.nan if arrays.mask is None else cloud_fraction(arrays.mask)
+        return scale_s2(arrays.opt_dn), sar_channels(arrays.sar_db), fraction
+
+
+class StoredTiles:
+    """Scaled arrays read from a packed store (memory-mapped; see ``datamodules.store``)."""
+
+    def __init__(self, store: PackedStore) -> None:
+        self.opt = store.arrays["opt"]
+        self.sar = store.arrays["sar"]
+        self.fraction = store.arrays["mask_fraction"]
+        self.row_of = {tile[0]: row for row, tile in enumerate(store.meta["tiles"])}
+
+    def scaled(self, tile: PairTile) -> tuple[np.ndarray, np.ndarray, float]:
+        """Copy one tile's rows out of the store (see :class:`ScaledTiles`)."""
+        row = self.row_of[tile.id]
+        return np.array(self.opt[row]), np.array(self.sar[row]), float(self.fraction[row])
+
+
 class PairedTileDataset(Dataset[Sample]):
     """Paired optical/SAR tiles as sample dicts.
 
@@ -70,10 +126,9 @@ class PairedTileDataset(Dataset[Sample]):
 
     Args:
         tiles: Tiles to serve.
-        reader: Reads tiles not in the cache.
+        source: Where the scaled arrays come from (:class:`StoredTiles`, :class:`DecodedTiles`).
         standardisation: Applied after scaling (and after cloud pasting).
-        cache: Decoded tiles by id (None: read from disk on every access).
-        clouds: Pastes clouds onto the scaled optical tile (None: no pasting; the cloud
+        clouds: Cloud layers pasted onto the scaled optical tile (None: no pasting; the cloud
             fraction then comes from the tile's mask, or is NaN).
 
     """
@@ -81,15 +136,13 @@ class PairedTileDataset(Dataset[Sample]):
     def __init__(
         self,
         tiles: Sequence[PairTile],
-        reader: PairReader,
+        source: ScaledTiles,
         standardisation: Standardisation,
-        cache: Mapping[str, TileArrays] | None = None,
-        clouds: CloudPaster | None = None,
+        clouds: CloudLayers | None = None,
     ) -> None:
         self.tiles = list(tiles)
-        self.reader = reader
+        self.source = source
         self.standardisation = standardisation
-        self.cache = cache
         self.clouds = clouds
 
     def __len__(self) -> int:
@@ -97,15 +150,13 @@ class PairedTileDataset(Dataset[Sample]):
 
     def __getitem__(self, index: int) -> Sample:
         tile = self.tiles[index]
-        arrays = self.cache[tile.id] if self.cache is not None else self.reader.read_tile(tile)
-        rgb = scale_s2(arrays.opt_dn)
+        rgb, sar, fraction = self.source.scaled(tile)
         if self.clouds is not None:
-            rgb, fraction = self.clouds(rgb, tile.id)
-        elif arrays.mask is not None:
-            fraction = cloud_fraction(arrays.mask)
-        else:
-            fraction = math.nan
-        sar = sar_channels(arrays.sar_db)
+            layer = self.clouds.layer(tile.id, rgb.shape[-1])
+            if layer is None:
+                fraction = 0.0
+            else:
+                rgb, fraction = blend(rgb, layer), layer.fraction
         return {
             "image_opt": torch.from_numpy(self.standardisation.apply_opt(rgb)),
             "image_sar": torch.from_numpy(self.standardisation.apply_sar(sar)),
@@ -135,7 +186,11 @@ class PairedDataModule(L.LightningDataModule):
         train_subset: What the train loader serves.
         predict_subset: What the predict loader serves.
         sar_nan: NaN/inf policy for SAR (``fill`` or ``reject``).
-        cache: Keep decoded tiles in memory after validation.
+        cache: Keep decoded tiles in memory after validation (when ``store`` is off).
+        store: Read tiles from a packed, memory-mapped store built once per content key
+            (``datamodules.store``); off: decode every GeoTIFF in every process.
+        store_dir: Folder of packed stores (outside the data root, which may be read-only);
+            None: ``$CLOUDXFER_STORE_DIR`` or ``~/.cache/cloudxfer/store``.
         batch_size: Batch size of every loader.
         num_workers: DataLoader workers.
         pin_memory: DataLoader ``pin_memory``.
@@ -160,6 +215,8 @@ class PairedDataModule(L.LightningDataModule):
         predict_subset: SubsetName = "test",
         sar_nan: SarNanPolicy = "fill",
         cache: bool = True,
+        store: bool = True,
+        store_dir: str | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -192,13 +249,17 @@ class PairedDataModule(L.LightningDataModule):
         self.predict_subset: SubsetName = predict_subset
         self.sar_nan: SarNanPolicy = sar_nan
         self.cache = cache
+        self.store = store
+        self.store_dir = Path(store_dir) if store_dir is not None else default_store_dir()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self._tiles: dict[str, PairTile] | None = None
-        self._cache: dict[str, TileArrays] | None = None
+        self._source: ScaledTiles | None = None
+        self._tiles_key: str | None = None
         self._rows: list[SplitRow] | None = None
         self._datasets: dict[str, PairedTileDataset] = {}
+        self._last_replaced: dict[str, int] = {}
 
     # --- what subclasses provide ------------------------------------------------------
     @abstractmethod
@@ -210,10 +271,14 @@ class PairedDataModule(L.LightningDataModule):
         """Return the reader that validates and decodes this layout's pairs."""
 
     def _make_dataset(self, tiles: Sequence[PairTile]) -> PairedTileDataset:
-        return PairedTileDataset(tiles, self._reader(), self.standardisation, self._cache)
+        assert self._source is not None
+        return PairedTileDataset(tiles, self._source, self.standardisation)
 
     def _normalisation_extra(self) -> dict[str, Any]:
         return {}
+
+    def _prepare_clouds(self, tile_ids: Sequence[str]) -> None:
+        """Prepare cloud layers once the tiles are known (run once in :meth:`setup`)."""
 
     # --- public API ---------------------------------------------------------------------
     @property
@@ -259,7 +324,14 @@ class PairedDataModule(L.LightningDataModule):
         if self._rows is not None:
             return
         refs = self._scan()
-        tiles, cache = self._validate(refs)
+        self._tiles_key = self._content_key(refs)
+        tiles: dict[str, PairTile] | None = None
+        if self.store:
+            tiles, self._source = self._open_store(refs)
+        if tiles is None or self._source is None:
+            tiles, cache = self._validate(refs, keep=self.cache)
+            self._source = DecodedTiles(self._reader(), cache)
+        self._prepare_clouds(list(tiles))
         labels = str(self.labels_path)
         if self.split_file is not None:
             rows = self._load_split(tiles)
@@ -273,7 +345,7 @@ class PairedDataModule(L.LightningDataModule):
                 seed=self.split_seed,
                 labels_file=labels,
             )
-        self._tiles, self._cache, self._rows = tiles, cache, rows
+        self._tiles, self._rows = tiles, rows
         self._datasets = {}
 
     def subset_dataset(self, subset: SubsetName) -> PairedTileDataset:
@@ -285,6 +357,21 @@ class PairedDataModule(L.LightningDataModule):
             ids = subset_ids(self._rows, subset)
             self._datasets[subset] = self._make_dataset([self._tiles[i] for i in ids])
         return self._datasets[subset]
+
+    def sample_key(self, subset: SubsetName) -> str:
+        """Hash of everything that determines a subset's samples (for caches of model outputs).
+
+        Covers the source files (paths, sizes, mtimes), tiling, scaling and standardisation,
+        the cloud settings and seed, and the subset's tile ids in order.
+        """
+        dataset = self.subset_dataset(subset)
+        payload = {
+            "tiles": self._tiles_key,
+            "normalisation": self.normalisation,
+            "ids": [tile.id for tile in dataset.tiles],
+        }
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def write_run_files(self, directory: str | Path) -> None:
         """Write ``split.csv`` and ``normalisation.json`` into a run directory (atomically)."""
@@ -319,11 +406,78 @@ class PairedDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def _validate(
+    def _store_settings(self) -> dict[str, Any]:
+        reader = self._reader()
+        return {
+            "dataset": self.dataset_name,
+            "opt_bands": list(reader.opt_bands),
+            "opt_count": reader.opt_count,
+            "tile_size": self.tile_size,
+            "tiling": self.tiling,
+            "sar_nan": self.sar_nan,
+            "scaling": scaling_constants(),
+        }
+
+    def _content_key(self, refs: Sequence[PatchRef]) -> str:
+        files = [
+            path
+            for ref in refs
+            for path in (ref.opt_path, ref.sar_path, ref.mask_path)
+            if path is not None
+        ]
+        return content_key("paired_tiles", self._store_settings(), files)
+
+    def _open_store(
         self, refs: Sequence[PatchRef]
+    ) -> tuple[dict[str, PairTile] | None, ScaledTiles | None]:
+        """Open (or build) the packed store of these patches; (None, None) when unwritable."""
+        assert self._tiles_key is not None
+
+        built = []
+
+        def build() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+            built.append(True)
+            tiles, cache = self._validate(refs, keep=True)
+            assert cache is not None
+            ordered = list(tiles.values())
+            scaled = [DecodedTiles(self._reader(), cache).scaled(t) for t in ordered]
+            arrays = {
+                "opt": np.stack([opt for opt, _, _ in scaled]),
+                "sar": np.stack([sar for _, sar, _ in scaled]),
+                "mask_fraction": np.asarray([f for _, _, f in scaled], dtype=np.float32),
+            }
+            meta = {
+                "root": str(self.root.resolve()),
+                "tiles": [[t.id, t.patch, t.top, t.left] for t in ordered],
+                "sar_replaced": self._last_replaced,
+            }
+            return arrays, meta
+
+        try:
+            store = open_or_build(self.store_dir, self.dataset_name, self._tiles_key, build)
+        except OSError as err:
+            warnings.warn(
+                f"{self.store_dir}: cannot write the packed tile store ({err}); decoding the "
+                "GeoTIFFs in memory instead (set store_dir to a writable folder)",
+                stacklevel=2,
+            )
+            return None, None
+        if not built:  # a fresh build has warned already
+            warn_filled_sar(store.meta.get("sar_replaced", {}))
+        by_patch = {ref.patch: ref for ref in refs}
+        tiles: dict[str, PairTile] = {}
+        for tid, patch, top, left in store.meta["tiles"]:
+            ref = by_patch[patch]
+            tiles[tid] = PairTile(
+                tid, patch, ref.label, ref.opt_path, ref.sar_path, top, left, ref.mask_path
+            )
+        return tiles, StoredTiles(store)
+
+    def _validate(
+        self, refs: Sequence[PatchRef], keep: bool
     ) -> tuple[dict[str, PairTile], dict[str, TileArrays] | None]:
         reader = self._reader()
-        cache: dict[str, TileArrays] | None = {} if self.cache else None
+        cache: dict[str, TileArrays] | None = {} if keep else None
         tiles: dict[str, PairTile] = {}
         replaced: dict[str, int] = {}
         threads = max(1, min(MAX_SCAN_THREADS, os.cpu_count() or 1))
@@ -347,6 +501,7 @@ class PairedDataModule(L.LightningDataModule):
                     )
                     if cache is not None:
                         cache[tid] = cut_tile(arrays, top, left, self.tile_size)
+        self._last_replaced = {path: n for path, n in replaced.items() if n > 0}
         warn_filled_sar(replaced)
         return tiles, cache
 

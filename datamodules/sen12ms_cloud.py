@@ -9,17 +9,19 @@ Layout (docs/data_layouts.md section 1)::
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from datamodules.clouds import DEFAULT_CLOUDS, CloudConfig, CloudPaster
+from datamodules.clouds import DEFAULT_CLOUDS, CloudConfig, CloudPaster, stored_cloud_layers
 from datamodules.errors import data_error
 from datamodules.labels import read_labels
 from datamodules.normalisation import S2_NUM_BANDS, S2_RGB_BANDS, Standardisation
-from datamodules.paired import PairedDataModule, PairedTileDataset
+from datamodules.paired import CloudLayers, PairedDataModule, PairedTileDataset
 from datamodules.raster import is_geotiff
 from datamodules.tiles import PairReader, PairTile, PatchRef
 
@@ -48,10 +50,9 @@ class Sen12msCloudDataset(PairedTileDataset):
 
     Args:
         tiles: Tiles to serve.
-        reader: Reads tiles not in the cache.
+        source: Where the scaled arrays come from (packed store, memory or disk).
         standardisation: Applied after scaling and cloud pasting.
-        cache: Decoded tiles by id (None: read from disk on every access).
-        clouds: The cloud paster (None: no pasting, ``cloud_fraction`` NaN).
+        clouds: Cloud layers (stored or computed; None: no pasting, ``cloud_fraction`` NaN).
 
     """
 
@@ -109,19 +110,27 @@ def scan_season(folder: Path) -> list[tuple[Path, Path]]:
         DataError: An S2 patch without its S1 twin, or an S1 patch without its S2 twin.
 
     """
+    # One directory listing per scene folder; twins are looked up in it (no stat per file).
+    with os.scandir(folder) as entries:
+        scenes = sorted(e.name for e in entries if e.is_dir() and SCENE_FOLDER.match(e.name))
+    listing: dict[str, list[str]] = {}
+    for scene in scenes:
+        with os.scandir(folder / scene) as entries:
+            listing[scene] = sorted(e.name for e in entries if e.is_file())
+    present = {scene: set(names) for scene, names in listing.items()}
     pairs = []
-    for scene in sorted(p for p in folder.iterdir() if p.is_dir()):
-        match = SCENE_FOLDER.match(scene.name)
-        if match is None:
-            continue  # lc_<n> and anything else
-        for path in sorted(p for p in scene.iterdir() if p.is_file() and is_geotiff(p)):
+    for scene in scenes:
+        sensor = scene.split("_", 1)[0]
+        for name in listing[scene]:
+            path = folder / scene / name
+            if not is_geotiff(path):
+                continue
             if PATCH_NAME.match(path.stem) is None:
                 raise data_error(path, "not a SEN12MS patch name (<season>_s1|s2_<scene>_p<N>.tif)")
-            if path.stem in KNOWN_BROKEN_PATCHES or twin_path(path).stem in KNOWN_BROKEN_PATCHES:
-                continue
             twin = twin_path(path)
-            sensor = match["sensor"]
-            if not twin.is_file():
+            if path.stem in KNOWN_BROKEN_PATCHES or twin.stem in KNOWN_BROKEN_PATCHES:
+                continue
+            if twin.name not in present.get(twin.parent.name, ()):
                 raise data_error(
                     path,
                     f"{SENSOR_NAMES[sensor]} patch has no {SENSOR_NAMES[TWIN[sensor]]} twin "
@@ -164,6 +173,7 @@ class Sen12msCloudDataModule(PairedDataModule):
         self.seasons = None if seasons is None else list(seasons)
         self.clouds = clouds
         self._paster: CloudPaster | None = None
+        self._layers: CloudLayers | None = None
 
     def _reader(self) -> PairReader:
         return PairReader(
@@ -190,10 +200,25 @@ class Sen12msCloudDataModule(PairedDataModule):
         self._paster = CloudPaster(self.clouds)  # reads masks_dir (if any) now, in setup
         return refs
 
+    def _prepare_clouds(self, tile_ids: Sequence[str]) -> None:
+        """Cloud layers: from a packed store (``store: true``) or computed per access."""
+        assert self._paster is not None
+        self._layers = self._paster
+        if self.store:
+            try:
+                self._layers = stored_cloud_layers(
+                    self._paster, list(tile_ids), self.tile_size, self.store_dir
+                )
+            except OSError as err:
+                warnings.warn(
+                    f"{self.store_dir}: cannot write the packed cloud store ({err}); "
+                    "computing clouds per access instead",
+                    stacklevel=2,
+                )
+
     def _make_dataset(self, tiles: Sequence[PairTile]) -> PairedTileDataset:
-        return Sen12msCloudDataset(
-            tiles, self._reader(), self.standardisation, self._cache, self._paster
-        )
+        assert self._source is not None
+        return Sen12msCloudDataset(tiles, self._source, self.standardisation, self._layers)
 
     def _normalisation_extra(self) -> dict[str, Any]:
         return {"clouds": asdict(self.clouds)}

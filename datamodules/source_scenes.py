@@ -12,6 +12,7 @@ and a clear :class:`DataError` for empty class folders and unreadable images at 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes, make_dataset
 from torchvision.transforms import v2
 
@@ -29,6 +31,7 @@ from datamodules.errors import DataError, data_error
 from datamodules.normalisation import NUM_CHANNELS
 from datamodules.runfiles import write_json
 from datamodules.splits import SplitRow, write_split_csv
+from datamodules.store import PackedStore, content_key, default_store_dir, open_or_build
 
 SourceSubset = Literal["train", "val"]
 SOURCE_SPLITS: tuple[str, ...] = ("train", "val")
@@ -67,32 +70,57 @@ def check_image(path: Path) -> None:
         raise data_error(path, f"unreadable image: {exc}") from exc
 
 
+def load_image(path: Path) -> Image.Image:
+    """Decode one image as RGB; raise :class:`DataError` naming it when that fails."""
+    try:
+        return default_loader(str(path))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise data_error(path, f"unreadable image: {exc}") from exc
+
+
+class StoredImages:
+    """Resized uint8 images read from a packed store (memory-mapped), by file path."""
+
+    def __init__(self, store: PackedStore) -> None:
+        self.images = store.arrays["images"]
+        self.root = Path(store.meta["root"])
+        self.row_of = {path: row for row, path in enumerate(store.meta["paths"])}
+
+    def __call__(self, path: Path) -> torch.Tensor:
+        """Return the stored (3, S, S) uint8 image of ``path`` as a torchvision image tensor."""
+        row = self.row_of[path.resolve().relative_to(self.root).as_posix()]
+        return tv_tensors.Image(torch.from_numpy(np.array(self.images[row])))
+
+
 class SourceScenesDataset(Dataset[Sample]):
     """Images as ``{"image_opt": float32 (3, S, S), "label": int64 (), "id": str}``.
 
     Args:
         samples: ``(path, class index)`` pairs.
         root: Dataset root (ids are paths relative to it).
-        transform: Maps a PIL image to a float32 tensor (3, S, S).
+        transform: Maps a PIL image (or a stored uint8 image tensor) to float32 (3, S, S).
+        stored: Resized images from a packed store (None: decode the files).
 
     """
 
     def __init__(
-        self, samples: Sequence[tuple[Path, int]], root: Path, transform: v2.Transform
+        self,
+        samples: Sequence[tuple[Path, int]],
+        root: Path,
+        transform: v2.Transform,
+        stored: StoredImages | None = None,
     ) -> None:
         self.samples = list(samples)
         self.root = root
         self.transform = transform
+        self.stored = stored
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Sample:
         path, label = self.samples[index]
-        try:
-            image = default_loader(str(path))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise data_error(path, f"unreadable image: {exc}") from exc
+        image = self.stored(path) if self.stored is not None else load_image(path)
         return {
             "image_opt": self.transform(image),
             "label": torch.tensor(label, dtype=torch.int64),
@@ -112,7 +140,12 @@ class SourceScenesDataModule(L.LightningDataModule):
         split_seed: Seed of the train/val split.
         classes: Class folder names in index order; None = every folder, sorted.
         augment: Random horizontal/vertical flips on the train split.
-        check_images: Decode every image once in :meth:`setup` so unreadable files fail early.
+        check_images: Decode every image once in :meth:`setup` so unreadable files fail early
+            (a packed store is built from decoded images, so it checks them too).
+        store: Keep the decoded, resized images in a packed store built once per content key
+            (``datamodules.store``) instead of decoding every file in every process.
+        store_dir: Folder of packed stores; None: ``$CLOUDXFER_STORE_DIR`` or
+            ``~/.cache/cloudxfer/store``.
         batch_size: Batch size.
         num_workers: DataLoader workers.
         pin_memory: DataLoader ``pin_memory``.
@@ -132,6 +165,8 @@ class SourceScenesDataModule(L.LightningDataModule):
         classes: list[str] | None = None,
         augment: bool = True,
         check_images: bool = True,
+        store: bool = True,
+        store_dir: str | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -151,6 +186,8 @@ class SourceScenesDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.augment = augment
         self.check_images = check_images
+        self.store = store
+        self.store_dir = Path(store_dir) if store_dir is not None else default_store_dir()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -165,6 +202,7 @@ class SourceScenesDataModule(L.LightningDataModule):
         self.num_classes: int = len(self.class_names)
         self._rows: list[SplitRow] | None = None
         self._subsets: dict[str, list[tuple[Path, int]]] = {}
+        self._stored: StoredImages | None = None
 
     @property
     def normalisation(self) -> dict[str, Any]:
@@ -190,7 +228,9 @@ class SourceScenesDataModule(L.LightningDataModule):
         if not self.root.is_dir():
             raise data_error(self.root, "dataset root not found")
         samples = list_images(self.root, self.class_names)
-        if self.check_images:
+        if self.store:
+            self._stored = self._open_store([path for path, _ in samples])
+        if self.check_images and self._stored is None:
             threads = max(1, min(MAX_CHECK_THREADS, os.cpu_count() or 1))
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 list(pool.map(check_image, (path for path, _ in samples)))
@@ -211,12 +251,42 @@ class SourceScenesDataModule(L.LightningDataModule):
             rows.append(SplitRow(id=rel, patch=rel, label=label, split=split_of[path]))
         self._rows = rows
 
+    def _resize(self) -> v2.Transform:
+        return v2.Compose(
+            [v2.ToImage(), v2.Resize((self.image_size, self.image_size), antialias=True)]
+        )
+
+    def _open_store(self, paths: list[Path]) -> StoredImages | None:
+        """Open (or build) the packed store of resized images; None when unwritable."""
+        settings = {"image_size": self.image_size, "resize": "antialias-bilinear"}
+        key = content_key("source_images", settings, paths)
+        resize = self._resize()
+
+        def build() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+            threads = max(1, min(MAX_CHECK_THREADS, os.cpu_count() or 1))
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                images = list(pool.map(lambda p: resize(load_image(p)).numpy(), paths))
+            root = self.root.resolve()
+            relative = [p.resolve().relative_to(root).as_posix() for p in paths]
+            meta = {"root": str(root), "paths": relative}
+            return {"images": np.stack(images).astype(np.uint8)}, meta
+
+        try:
+            return StoredImages(open_or_build(self.store_dir, self.dataset_name, key, build))
+        except OSError as err:
+            warnings.warn(
+                f"{self.store_dir}: cannot write the packed image store ({err}); decoding the "
+                "images in every process instead",
+                stacklevel=2,
+            )
+            return None
+
     def transform(self, train: bool) -> v2.Transform:
-        """Return the image transform of the train (optionally augmented) or val split."""
-        steps: list[v2.Transform] = [
-            v2.ToImage(),
-            v2.Resize((self.image_size, self.image_size), antialias=True),
-        ]
+        """Return the image transform of the train (optionally augmented) or val split.
+
+        The resize is skipped for images from the packed store (stored resized).
+        """
+        steps: list[v2.Transform] = [] if self._stored is not None else [self._resize()]
         if train and self.augment:
             steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
         steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
@@ -228,7 +298,7 @@ class SourceScenesDataModule(L.LightningDataModule):
             raise ValueError(f"subset must be one of {list(SOURCE_SPLITS)}, got {subset!r}")
         self.setup()
         return SourceScenesDataset(
-            self._subsets[subset], self.root, self.transform(subset == "train")
+            self._subsets[subset], self.root, self.transform(subset == "train"), self._stored
         )
 
     @property

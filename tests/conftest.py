@@ -73,6 +73,14 @@ PIXEL_M = 10.0
 LABEL_FORMS = ("name", "index", "probabilities", "igbp17", "pickle", "pickle_igbp17")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Packed tile stores of the whole session (and its CLI subprocesses) go under tmp."""
+    path = tmp_path_factory.mktemp("store")
+    os.environ["CLOUDXFER_STORE_DIR"] = str(path)
+    return path
+
+
 def _unique_dir(base: Path, name: str) -> Path:
     path = base / name
     counter = 1

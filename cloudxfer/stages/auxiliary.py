@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
 
 from cloudxfer.losses import (
@@ -64,8 +63,8 @@ class AuxiliaryDistillation(StageModule):
     def setup(self, stage: str) -> None:
         """Load and validate the frozen source model before fitting starts."""
         if stage == "fit" and "source" not in self._teachers:
-            self._teachers["source"] = self.load_teacher(
-                self.hparams["teacher"], stages={"source_finetune"}, modality="opt"
+            self.add_teacher(
+                "source", self.hparams["teacher"], stages={"source_finetune"}, modality="opt"
             )
 
     @classmethod
@@ -76,8 +75,7 @@ class AuxiliaryDistillation(StageModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Distillation loss on confidently pseudo-labelled samples."""
         hp = self.hparams
-        with torch.no_grad():
-            teacher_logits = self._teachers["source"](batch)
+        teacher_logits = self.teacher_outputs(batch)["source"]
         keep = confidence_mask(teacher_logits, hp["filter_criterion"], hp["filter_threshold"])
         logits = self(batch)
         target = teacher_targets(teacher_logits, hp["targets"], hp["temperature"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning.pytorch as pl
 import torch
@@ -20,6 +20,7 @@ from cloudxfer.checkpoints import FORMAT_VERSION, METADATA_KEY, CheckpointError,
 from cloudxfer.checkpoints import load_frozen_model as _load_frozen
 from cloudxfer.metrics import SceneMetrics, write_metrics_json, write_predictions_csv
 from cloudxfer.models import modality_of
+from cloudxfer.teachers import TeacherLogits, compute_teacher_logits, load_or_compute
 
 __all__ = ["StageModule", "gather_rows"]
 
@@ -47,6 +48,13 @@ class StageModule(pl.LightningModule):
         weight_decay: weight decay (the paper's "decay factor 5e-4").
         scheduler: ``cosine`` annealing over ``max_epochs`` or ``none``.
         cloudy_threshold: a test tile is cloudy when its cloud fraction exceeds this.
+        teacher_cache: compute frozen teachers' logits over the training tiles once at fit
+            start and look them up in the training step (needs un-augmented training tiles and
+            a datamodule with ``sample_key``; otherwise teachers run on every batch).
+        channels_last: channels-last memory format for models and image batches (faster
+            convolutions on CPU and on GPUs with tensor cores).
+        compile_model: ``torch.compile`` the trained model's forward (GPU runs; the weights and
+            checkpoints are those of the plain model).
 
     """
 
@@ -62,6 +70,9 @@ class StageModule(pl.LightningModule):
         weight_decay: float = 5e-4,
         scheduler: Literal["none", "cosine"] = "cosine",
         cloudy_threshold: float = 0.0,
+        teacher_cache: bool = True,
+        channels_last: bool = False,
+        compile_model: bool = False,
     ) -> None:
         super().__init__()
         if not class_names:
@@ -74,8 +85,14 @@ class StageModule(pl.LightningModule):
         self.val_metrics = SceneMetrics(len(self.class_names), cloudy_threshold)
         self.test_metrics = SceneMetrics(len(self.class_names), cloudy_threshold)
         self._test_rows: list[dict[str, Any]] = []
+        self.teacher_cache = teacher_cache
+        self.channels_last = channels_last
+        self.compile_model = compile_model
         # Frozen teachers stay out of the module tree: they are not trained and not checkpointed.
         self._teachers: dict[str, nn.Module] = {}
+        self._teacher_files: dict[str, str] = {}
+        self._teacher_logits: TeacherLogits | None = None
+        self._compiled: dict[str, nn.Module] = {}  # outside the tree: state_dict keys unchanged
 
     # --- subclasses -------------------------------------------------------------------------
     @classmethod
@@ -100,28 +117,85 @@ class StageModule(pl.LightningModule):
             "model": dict(getattr(self.model, "spec", {})),
         }
 
-    def load_teacher(
+    def add_teacher(
         self,
+        name: str,
         path: str,
         stages: Collection[str],
         modality: str | None = None,
         class_names: Sequence[str] | None = None,
-    ) -> nn.Module:
+    ) -> None:
         """Load a frozen teacher checked against this run's classes (by default) and modality."""
         model, _ = _load_frozen(
             path, stages, self.class_names if class_names is None else class_names, modality
         )
-        return model.to(self.device)
+        self._teachers[name] = model.to(self.device)
+        self._teacher_files[name] = path
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """Memory format of models and image batches."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def configure_model(self) -> None:
+        """Channels-last weights and the optional compiled forward (before optimisers exist)."""
+        self.model.to(memory_format=self.memory_format)
+        if self.compile_model and "model" not in self._compiled:
+            self._compiled["model"] = cast(nn.Module, torch.compile(self.model))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Image tensors in the configured memory format."""
+        if self.channels_last and isinstance(batch, dict):
+            for key, value in batch.items():
+                if key.startswith("image_") and isinstance(value, Tensor) and value.ndim == 4:
+                    batch[key] = value.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def on_fit_start(self) -> None:
-        """Move the frozen teachers to the training device."""
+        """Move the frozen teachers to the device and, where possible, run them once."""
         for name, model in self._teachers.items():
-            self._teachers[name] = model.to(self.device)
+            self._teachers[name] = model.to(self.device).to(memory_format=self.memory_format)
+        self._teacher_logits = self._cached_teacher_logits() if self._teachers else None
+
+    def _cached_teacher_logits(self) -> TeacherLogits | None:
+        """Teachers' logits over the training tiles, or None when they must run live.
+
+        Under DDP every rank computes (or reads) the logits of all training tiles, since the
+        distributed sampler hands each rank other tiles every epoch.
+        """
+        datamodule = getattr(self.trainer, "datamodule", None)
+        sample_key = getattr(datamodule, "sample_key", None)
+        subset = getattr(datamodule, "train_subset", None)
+        if (
+            not self.teacher_cache
+            or sample_key is None
+            or subset is None
+            or getattr(datamodule, "augment", False)
+        ):
+            return None
+        dataset = datamodule.subset_dataset(subset)  # type: ignore[union-attr]
+        store_dir = getattr(datamodule, "store_dir", None)
+        cache_dir = Path(store_dir) / "teacher_logits" if store_dir is not None else None
+        return load_or_compute(
+            cache_dir,
+            self._teacher_files,
+            sample_key(subset),
+            lambda: compute_teacher_logits(
+                self._teachers, dataset, self.device, channels_last=self.channels_last
+            ),
+        )
+
+    def teacher_outputs(self, batch: Batch) -> dict[str, Tensor]:
+        """Each frozen teacher's logits for the batch: cached by tile id, or computed now."""
+        if self._teacher_logits is not None:
+            return self._teacher_logits.lookup(batch["id"], self.device)
+        with torch.no_grad():
+            return {name: teacher(batch) for name, teacher in self._teachers.items()}
 
     # --- forward / evaluation ---------------------------------------------------------------
     def forward(self, batch: Batch) -> Tensor:
         """Class logits of the stage's model."""
-        return self.model(batch)
+        return self._compiled.get("model", self.model)(batch)
 
     def _evaluate(self, batch: Batch, metrics: SceneMetrics) -> tuple[Tensor, Tensor]:
         logits = self(batch)

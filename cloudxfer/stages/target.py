@@ -67,11 +67,9 @@ class TargetDistillation(StageModule):
         if stage != "fit" or self._teachers:
             return
         hp = self.hparams
-        self._teachers = {
-            "opt": self.load_teacher(hp["teacher_opt"], {"auxiliary"}, modality="opt"),
-            "sar": self.load_teacher(hp["teacher_sar"], {"auxiliary"}, modality="sar"),
-            "source": self.load_teacher(hp["teacher_source"], {"source_finetune"}, modality="opt"),
-        }
+        self.add_teacher("opt", hp["teacher_opt"], {"auxiliary"}, modality="opt")
+        self.add_teacher("sar", hp["teacher_sar"], {"auxiliary"}, modality="sar")
+        self.add_teacher("source", hp["teacher_source"], {"source_finetune"}, modality="opt")
 
     def weights(self, logits_opt: Tensor, logits_sar: Tensor) -> tuple[Tensor, Tensor]:
         """IRM weights (rho_opt, rho_sar): scalars, per-sample (B,), or ones without IRM."""
@@ -86,11 +84,10 @@ class TargetDistillation(StageModule):
         """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
         return cls.stage_name, modality_of(TARGET_INPUTS)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """IRM-weighted sum of the three distillation terms."""
+    def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """IRM-weighted sum of the three distillation terms, and what to log about it."""
         hp = self.hparams
-        with torch.no_grad():
-            out = {name: teacher(batch) for name, teacher in self._teachers.items()}
+        out = self.teacher_outputs(batch)
         logits = self(batch)
         terms = {
             name: distillation_loss(
@@ -104,18 +101,20 @@ class TargetDistillation(StageModule):
         loss = (
             rho_opt * terms["opt"] + rho_sar * terms["sar"] + hp["source_weight"] * terms["source"]
         ).mean()
-        self.log_dict(
-            {
-                "loss/total": loss,
-                "loss/opt": terms["opt"].mean(),
-                "loss/sar": terms["sar"].mean(),
-                "loss/source": terms["source"].mean(),
-                "irm/rho_opt": rho_opt.float().mean(),
-                "irm/rho_sar": rho_sar.float().mean(),
-                "irm/s_opt": contribution(out["opt"]).mean(),
-                "irm/s_sar": contribution(out["sar"]).mean(),
-            },
-            on_step=True,
-            on_epoch=False,
-        )
+        logs = {
+            "loss/total": loss.detach(),
+            "loss/opt": terms["opt"].detach().mean(),
+            "loss/sar": terms["sar"].detach().mean(),
+            "loss/source": terms["source"].detach().mean(),
+            "irm/rho_opt": rho_opt.float().mean(),
+            "irm/rho_sar": rho_sar.float().mean(),
+            "irm/s_opt": contribution(out["opt"]).mean(),
+            "irm/s_sar": contribution(out["sar"]).mean(),
+        }
+        return loss, logs
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """IRM-weighted sum of the three distillation terms."""
+        loss, logs = self.compute_loss(batch)
+        self.log_dict(logs, on_step=True, on_epoch=False)
         return loss
