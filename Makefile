@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OUT ?= runs/demo
 PROFILE ?= quick
 
-.PHONY: install test test-fast lint demo clean
+.PHONY: install test test-fast lint demo bench clean
 
 install:  ## create .venv and install cloudxfer with the dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint:  ## ruff + mypy
 
 demo:  ## simulate the default data, run the whole chain, print the OA/AA/Kappa table
 	$(BIN)/cloudxfer chain --profile $(PROFILE) --out $(OUT) --synth
+
+bench:  ## every performance ratio (RATIO lines, benchmarks/latest.json); about 3 minutes on 2 cores
+	$(BIN)/python -m benchmarks.bench
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -102,7 +102,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--profile", default="quick")
-    parser.add_argument("--pairs", type=int, default=600, help="simulated target pairs")
+    parser.add_argument("--pairs", type=int, default=1200, help="target pairs (demo size)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "latest.json")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: temp)")

@@ -13,10 +13,12 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudxfer.checkpoints import CheckpointError, read_metadata
+from cloudxfer.runtime import available_cores
 
 __all__ = ["STAGES", "Stage", "main", "run_chain"]
 
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="extra CLI overrides, e.g. --trainer.x=y")
     args, unknown = parser.parse_known_args(argv)
     overrides = [*args.overrides, *unknown]
+    start = time.perf_counter()
 
     profile = Path(args.profile)
     if not profile.suffix:
@@ -189,10 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         scheme = "hunan" if args.dataset == "cloudy_pairs" else "sen12ms_cloud"
         if not data_root.exists():
             synth(["target", "--out", str(data_root), "--pairs", str(args.pairs),
-                   "--seed", str(args.seed), "--scheme", scheme])  # fmt: skip
+                   "--seed", str(args.seed), "--scheme", scheme,
+                   "--workers", str(available_cores())])  # fmt: skip
         if not source_root.exists():
             synth(["source", "--out", str(source_root), "--per-class", str(args.per_class),
-                   "--seed", str(args.seed)])  # fmt: skip
+                   "--seed", str(args.seed), "--workers", str(available_cores())])  # fmt: skip
     overrides = [
         f"--profile.data_root={data_root}",
         f"--profile.source_root={source_root}",
@@ -208,4 +212,5 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {plot_loss_curves(runs, labels, out / 'loss_curves.png')}")
     print("\n" + table)
     print(f"\nArtefacts under {out}")
+    print(f"Wall time: {time.perf_counter() - start:.0f} s (simulation included if it ran)")
     return 0

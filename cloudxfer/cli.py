@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,9 @@ class CloudxferCLI(LightningCLI):
 
 def run_lightning(args: list[str] | None = None) -> int:
     """Run the LightningCLI subcommands (fit, validate, test, predict)."""
+    # Stages convert image batches to channels-last in on_after_batch_transfer, beside a
+    # datamodule that defines no such hook: nothing to warn about.
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     # Configs interpolate ``${profile.x}`` from their own root; under a subcommand the merged
     # config is nested (``fit.profile.x``), so absolute paths must resolve relative to it.
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)

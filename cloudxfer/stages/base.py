@@ -80,6 +80,15 @@ class StageModule(pl.LightningModule):
                 f"{type(self).__name__} needs class_names (the CLI links them from the datamodule)"
             )
         self.class_names = list(class_names)
+        # Kept here, not read back from hparams: a subclass's save_hyperparameters() records only
+        # the arguments it was given, so base-class defaults would be missing there.
+        self.optim: dict[str, Any] = {
+            "optimizer": optimizer,
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "scheduler": scheduler,
+        }
         self.normalisation = dict(normalisation or {})
         self.model: nn.Module
         self.val_metrics = SceneMetrics(len(self.class_names), cloudy_threshold)
@@ -276,7 +285,7 @@ class StageModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """SGD or AdamW over trainable parameters, optionally cosine-annealed per epoch."""
         params = [p for p in self.parameters() if p.requires_grad]
-        hp = self.hparams
+        hp = self.optim
         optimizer: torch.optim.Optimizer
         if hp["optimizer"] == "sgd":
             optimizer = torch.optim.SGD(
