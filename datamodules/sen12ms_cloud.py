@@ -22,7 +22,7 @@ from datamodules.errors import data_error
 from datamodules.labels import read_labels
 from datamodules.normalisation import S2_NUM_BANDS, S2_RGB_BANDS, Standardisation
 from datamodules.paired import CloudLayers, PairedDataModule, PairedTileDataset
-from datamodules.raster import is_geotiff
+from datamodules.raster import GEOTIFF_SUFFIXES
 from datamodules.tiles import PairReader, PairTile, PatchRef
 
 SEASONS: tuple[str, ...] = (
@@ -118,27 +118,35 @@ def scan_season(folder: Path) -> list[tuple[Path, Path]]:
         with os.scandir(folder / scene) as entries:
             listing[scene] = sorted(e.name for e in entries if e.is_file())
     present = {scene: set(names) for scene, names in listing.items()}
-    pairs = []
+    pairs: list[tuple[str, Path, Path]] = []
     for scene in scenes:
-        sensor = scene.split("_", 1)[0]
+        sensor, number = scene.split("_", 1)
         for name in listing[scene]:
-            path = folder / scene / name
-            if not is_geotiff(path):
+            stem, dot, suffix = name.rpartition(".")
+            if not dot or f".{suffix.lower()}" not in GEOTIFF_SUFFIXES:
                 continue
-            if PATCH_NAME.match(path.stem) is None:
-                raise data_error(path, "not a SEN12MS patch name (<season>_s1|s2_<scene>_p<N>.tif)")
-            twin = twin_path(path)
-            if path.stem in KNOWN_BROKEN_PATCHES or twin.stem in KNOWN_BROKEN_PATCHES:
-                continue
-            if twin.name not in present.get(twin.parent.name, ()):
+            match = PATCH_NAME.match(stem)
+            if match is None:
                 raise data_error(
-                    path,
+                    folder / scene / name,
+                    "not a SEN12MS patch name (<season>_s1|s2_<scene>_p<N>.tif)",
+                )
+            # Strings, not Paths, per file: this runs for every patch of every run.
+            other = TWIN[match["sensor"]]
+            twin_stem = f"{match['season']}_{other}_{match['scene']}_p{match['number']}"
+            twin_dir = f"{other}_{number}"
+            if stem in KNOWN_BROKEN_PATCHES or twin_stem in KNOWN_BROKEN_PATCHES:
+                continue
+            twin_name = f"{twin_stem}.{suffix}"
+            if twin_name not in present.get(twin_dir, ()):
+                raise data_error(
+                    folder / scene / name,
                     f"{SENSOR_NAMES[sensor]} patch has no {SENSOR_NAMES[TWIN[sensor]]} twin "
-                    f"(expected {twin})",
+                    f"(expected {folder / twin_dir / twin_name})",
                 )
             if sensor == "s2":
-                pairs.append((path, twin))
-    return sorted(pairs, key=lambda pair: pair[0].stem)
+                pairs.append((stem, folder / scene / name, folder / twin_dir / twin_name))
+    return [(s2, s1) for _, s2, s1 in sorted(pairs, key=lambda pair: pair[0])]
 
 
 class Sen12msCloudDataModule(PairedDataModule):
