@@ -8,10 +8,11 @@ float reductions, and so results, repeat on any machine with the same CPU model.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
-__all__ = ["available_cores", "configure_threads"]
+__all__ = ["available_cores", "configure_threads", "images_to"]
 
 
 def available_cores() -> int:
@@ -49,3 +50,20 @@ def configure_threads(threads: int | None, num_workers: int = 0) -> int:
     os.environ["OMP_NUM_THREADS"] = str(count)
     os.environ["MKL_NUM_THREADS"] = str(count)
     return count
+
+
+def images_to(
+    batch: dict[str, Any],
+    device: torch.device | str | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> dict[str, Any]:
+    """Return the batch with its 4-D ``image_*`` tensors on ``device`` in ``memory_format``.
+
+    Channels-last batches feed channels-last convolutions without a layout conversion.
+    """
+    out = dict(batch)
+    for key, value in batch.items():
+        if key.startswith("image_") and isinstance(value, torch.Tensor) and value.ndim == 4:
+            moved = value if device is None else value.to(device)
+            out[key] = moved.contiguous(memory_format=memory_format)
+    return out

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
+
+from cloudxfer.runtime import images_to
+from datamodules.runfiles import atomic_open
 
 __all__ = ["TeacherLogits", "compute_teacher_logits", "file_sha256", "load_or_compute"]
 
@@ -84,11 +85,9 @@ def compute_teacher_logits(
     ids: list[str] = []
     parts: dict[str, list[Tensor]] = {name: [] for name in teachers}
     for batch in loader:
-        inputs = {
-            key: value.to(device).contiguous(memory_format=memory)
-            for key, value in batch.items()
-            if key.startswith("image_")
-        }
+        inputs = images_to(
+            {k: v for k, v in batch.items() if k.startswith("image_")}, device, memory
+        )
         ids.extend(batch["id"])
         for name, teacher in teachers.items():
             parts[name].append(teacher(inputs).float().cpu())
@@ -111,20 +110,13 @@ def _load(path: Path, key: str) -> TeacherLogits | None:
 
 
 def _save(path: Path, key: str, result: TeacherLogits) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"format": FORMAT, "key": key, "names": sorted(result.logits)})
     arrays: dict[str, Any] = {
         f"logits_{name}": value.numpy() for name, value in result.logits.items()
     }
     arrays.update(meta=np.asarray(meta), ids=np.asarray(result.ids))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, binary=True) as handle:
+        np.savez(handle, **arrays)
 
 
 def load_or_compute(

@@ -11,7 +11,7 @@ before standardisation).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from rasterio.errors import RasterioError
 
 from datamodules.errors import DataError, data_error
-from datamodules.store import PackedStore, content_key, open_or_build
+from datamodules.store import PackedStore, content_key, open_or_warn
 
 CloudKind = Literal["thin", "thick"]
 
@@ -269,6 +269,11 @@ def read_mask_file(path: str | Path) -> np.ndarray:
     return _normalise_mask_values(array, path)
 
 
+def mask_files(folder: Path) -> list[Path]:
+    """Return the mask files of a folder (``MASK_SUFFIXES``), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MASK_SUFFIXES)
+
+
 def load_mask_folder(masks_dir: str | Path) -> list[np.ndarray]:
     """Read every mask file of a folder (sorted by name) into a list of (H, W) masks.
 
@@ -285,7 +290,7 @@ def load_mask_folder(masks_dir: str | Path) -> list[np.ndarray]:
     folder = Path(masks_dir)
     if not folder.is_dir():
         raise data_error(folder, "cloud masks folder not found")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MASK_SUFFIXES)
+    files = mask_files(folder)
     if not files:
         raise data_error(folder, f"no cloud mask files ({', '.join(MASK_SUFFIXES)}) found")
     masks: list[np.ndarray] = []
@@ -531,26 +536,18 @@ class StoredCloudLayers:
 
 def stored_cloud_layers(
     paster: CloudPaster, tile_ids: list[str], size: int, store_dir: Path
-) -> StoredCloudLayers:
-    """Open (or build) the packed cloud layers of ``tile_ids`` under ``store_dir``.
-
-    Raises:
-        OSError: ``store_dir`` cannot be written.
-
-    """
+) -> StoredCloudLayers | None:
+    """Open (or build) the packed cloud layers of ``tile_ids``; None when unwritable."""
     config = paster.config
-    mask_files: list[Path] = []
+    real_masks: list[Path] = []
     if config.masks_dir is not None and config.cloudy_share > 0:
-        folder = Path(config.masks_dir)
-        mask_files = sorted(
-            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MASK_SUFFIXES
-        )
+        real_masks = mask_files(Path(config.masks_dir))
     settings = {
-        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "config": asdict(config),
         "size": size,
         "ids": hashlib.sha256("\n".join(tile_ids).encode()).hexdigest(),
     }
-    key = content_key("cloud_layers", settings, mask_files)
+    key = content_key("cloud_layers", settings, real_masks)
 
     def build() -> tuple[dict[str, np.ndarray], dict[str, object]]:
         keep: list[np.ndarray] = []
@@ -575,7 +572,8 @@ def stored_cloud_layers(
         }
         return arrays, {"ids": list(tile_ids)}
 
-    return StoredCloudLayers(open_or_build(store_dir, "clouds", key, build))
+    store = open_or_warn(store_dir, "clouds", key, build)
+    return None if store is None else StoredCloudLayers(store)
 
 
 def _shift(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:

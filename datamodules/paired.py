@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +46,7 @@ from datamodules.splits import (
     subset_ids,
     write_split_csv,
 )
-from datamodules.store import PackedStore, content_key, default_store_dir, open_or_build
+from datamodules.store import PackedStore, content_key, default_store_dir, open_or_warn
 from datamodules.tiles import (
     PairReader,
     PairTile,
@@ -259,7 +258,6 @@ class PairedDataModule(L.LightningDataModule):
         self._tiles_key: str | None = None
         self._rows: list[SplitRow] | None = None
         self._datasets: dict[str, PairedTileDataset] = {}
-        self._last_replaced: dict[str, int] = {}
 
     # --- what subclasses provide ------------------------------------------------------
     @abstractmethod
@@ -325,12 +323,13 @@ class PairedDataModule(L.LightningDataModule):
             return
         refs = self._scan()
         self._tiles_key = self._content_key(refs)
-        tiles: dict[str, PairTile] | None = None
-        if self.store:
-            tiles, self._source = self._open_store(refs)
-        if tiles is None or self._source is None:
-            tiles, cache = self._validate(refs, keep=self.cache)
+        stored = self._open_store(refs) if self.store else None
+        if stored is not None:
+            tiles, self._source, replaced = stored
+        else:
+            tiles, cache, replaced = self._validate(refs, keep=self.cache)
             self._source = DecodedTiles(self._reader(), cache)
+        warn_filled_sar(replaced)
         self._prepare_clouds(list(tiles))
         labels = str(self.labels_path)
         if self.split_file is not None:
@@ -429,18 +428,19 @@ class PairedDataModule(L.LightningDataModule):
 
     def _open_store(
         self, refs: Sequence[PatchRef]
-    ) -> tuple[dict[str, PairTile] | None, ScaledTiles | None]:
-        """Open (or build) the packed store of these patches; (None, None) when unwritable."""
+    ) -> tuple[dict[str, PairTile], ScaledTiles, dict[str, int]] | None:
+        """Open (or build) the packed store of these patches; None when it cannot be written.
+
+        Returns:
+            The tiles, their stored arrays and the SAR values filled per file.
+
+        """
         assert self._tiles_key is not None
 
-        built = []
-
         def build() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-            built.append(True)
-            tiles, cache = self._validate(refs, keep=True)
-            assert cache is not None
-            ordered = list(tiles.values())
-            scaled = [DecodedTiles(self._reader(), cache).scaled(t) for t in ordered]
+            tiles, cache, replaced = self._validate(refs, keep=True)
+            decoded = DecodedTiles(self._reader(), cache)
+            scaled = [decoded.scaled(tile) for tile in tiles.values()]
             arrays = {
                 "opt": np.stack([opt for opt, _, _ in scaled]),
                 "sar": np.stack([sar for _, sar, _ in scaled]),
@@ -448,22 +448,14 @@ class PairedDataModule(L.LightningDataModule):
             }
             meta = {
                 "root": str(self.root.resolve()),
-                "tiles": [[t.id, t.patch, t.top, t.left] for t in ordered],
-                "sar_replaced": self._last_replaced,
+                "tiles": [[t.id, t.patch, t.top, t.left] for t in tiles.values()],
+                "sar_replaced": replaced,
             }
             return arrays, meta
 
-        try:
-            store = open_or_build(self.store_dir, self.dataset_name, self._tiles_key, build)
-        except OSError as err:
-            warnings.warn(
-                f"{self.store_dir}: cannot write the packed tile store ({err}); decoding the "
-                "GeoTIFFs in memory instead (set store_dir to a writable folder)",
-                stacklevel=2,
-            )
-            return None, None
-        if not built:  # a fresh build has warned already
-            warn_filled_sar(store.meta.get("sar_replaced", {}))
+        store = open_or_warn(self.store_dir, self.dataset_name, self._tiles_key, build)
+        if store is None:
+            return None
         by_patch = {ref.patch: ref for ref in refs}
         tiles: dict[str, PairTile] = {}
         for tid, patch, top, left in store.meta["tiles"]:
@@ -471,11 +463,12 @@ class PairedDataModule(L.LightningDataModule):
             tiles[tid] = PairTile(
                 tid, patch, ref.label, ref.opt_path, ref.sar_path, top, left, ref.mask_path
             )
-        return tiles, StoredTiles(store)
+        return tiles, StoredTiles(store), store.meta.get("sar_replaced", {})
 
     def _validate(
         self, refs: Sequence[PatchRef], keep: bool
-    ) -> tuple[dict[str, PairTile], dict[str, TileArrays] | None]:
+    ) -> tuple[dict[str, PairTile], dict[str, TileArrays] | None, dict[str, int]]:
+        """Read and validate every pair; returns tiles, decoded tiles (if kept), SAR fills."""
         reader = self._reader()
         cache: dict[str, TileArrays] | None = {} if keep else None
         tiles: dict[str, PairTile] = {}
@@ -485,7 +478,8 @@ class PairedDataModule(L.LightningDataModule):
             for ref, (arrays, n_replaced) in zip(
                 refs, pool.map(reader.read_patch, refs), strict=True
             ):
-                replaced[str(ref.sar_path)] = n_replaced
+                if n_replaced:
+                    replaced[str(ref.sar_path)] = n_replaced
                 size = arrays.opt_dn.shape[-1]
                 for row, col, top, left in tile_offsets(size, self.tile_size, self.tiling):
                     tid = tile_id(ref.patch, row, col)
@@ -501,9 +495,7 @@ class PairedDataModule(L.LightningDataModule):
                     )
                     if cache is not None:
                         cache[tid] = cut_tile(arrays, top, left, self.tile_size)
-        self._last_replaced = {path: n for path, n in replaced.items() if n > 0}
-        warn_filled_sar(replaced)
-        return tiles, cache
+        return tiles, cache, replaced
 
     def _load_split(self, tiles: Mapping[str, PairTile]) -> list[SplitRow]:
         assert self.split_file is not None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -89,15 +88,16 @@ def resolve_seasons(root: Path, seasons: Sequence[str] | None) -> list[Path]:
     return folders
 
 
-def twin_path(path: Path) -> Path:
-    """Return the S1 twin of an S2 patch file, or the S2 twin of an S1 one."""
-    match = PATCH_NAME.match(path.stem)
-    folder = SCENE_FOLDER.match(path.parent.name)
-    if match is None or folder is None:
-        raise data_error(path, "not a SEN12MS patch name (<season>_s1|s2_<scene>_p<N>.tif)")
+def twin_stem(stem: str) -> tuple[str, str] | None:
+    """Sensor folder prefix and file stem of a patch's twin (``s1`` <-> ``s2``); None if no match.
+
+    Strings only: this runs for every patch file of every run.
+    """
+    match = PATCH_NAME.match(stem)
+    if match is None:
+        return None
     other = TWIN[match["sensor"]]
-    name = f"{match['season']}_{other}_{match['scene']}_p{match['number']}{path.suffix}"
-    return path.parent.parent / f"{other}_{folder['scene']}" / name
+    return other, f"{match['season']}_{other}_{match['scene']}_p{match['number']}"
 
 
 def scan_season(folder: Path) -> list[tuple[Path, Path]]:
@@ -125,19 +125,16 @@ def scan_season(folder: Path) -> list[tuple[Path, Path]]:
             stem, dot, suffix = name.rpartition(".")
             if not dot or f".{suffix.lower()}" not in GEOTIFF_SUFFIXES:
                 continue
-            match = PATCH_NAME.match(stem)
-            if match is None:
+            twin = twin_stem(stem)
+            if twin is None:
                 raise data_error(
                     folder / scene / name,
                     "not a SEN12MS patch name (<season>_s1|s2_<scene>_p<N>.tif)",
                 )
-            # Strings, not Paths, per file: this runs for every patch of every run.
-            other = TWIN[match["sensor"]]
-            twin_stem = f"{match['season']}_{other}_{match['scene']}_p{match['number']}"
-            twin_dir = f"{other}_{number}"
-            if stem in KNOWN_BROKEN_PATCHES or twin_stem in KNOWN_BROKEN_PATCHES:
+            other, other_stem = twin
+            if stem in KNOWN_BROKEN_PATCHES or other_stem in KNOWN_BROKEN_PATCHES:
                 continue
-            twin_name = f"{twin_stem}.{suffix}"
+            twin_dir, twin_name = f"{other}_{number}", f"{other_stem}.{suffix}"
             if twin_name not in present.get(twin_dir, ()):
                 raise data_error(
                     folder / scene / name,
@@ -211,18 +208,12 @@ class Sen12msCloudDataModule(PairedDataModule):
     def _prepare_clouds(self, tile_ids: Sequence[str]) -> None:
         """Cloud layers: from a packed store (``store: true``) or computed per access."""
         assert self._paster is not None
-        self._layers = self._paster
+        stored = None
         if self.store:
-            try:
-                self._layers = stored_cloud_layers(
-                    self._paster, list(tile_ids), self.tile_size, self.store_dir
-                )
-            except OSError as err:
-                warnings.warn(
-                    f"{self.store_dir}: cannot write the packed cloud store ({err}); "
-                    "computing clouds per access instead",
-                    stacklevel=2,
-                )
+            stored = stored_cloud_layers(
+                self._paster, list(tile_ids), self.tile_size, self.store_dir
+            )
+        self._layers = stored if stored is not None else self._paster
 
     def _make_dataset(self, tiles: Sequence[PairTile]) -> PairedTileDataset:
         assert self._source is not None

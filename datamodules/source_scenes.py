@@ -12,7 +12,6 @@ and a clear :class:`DataError` for empty class folders and unreadable images at 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,7 +30,7 @@ from datamodules.errors import DataError, data_error
 from datamodules.normalisation import NUM_CHANNELS
 from datamodules.runfiles import write_json
 from datamodules.splits import SplitRow, write_split_csv
-from datamodules.store import PackedStore, content_key, default_store_dir, open_or_build
+from datamodules.store import PackedStore, content_key, default_store_dir, open_or_warn
 
 SourceSubset = Literal["train", "val"]
 SOURCE_SPLITS: tuple[str, ...] = ("train", "val")
@@ -61,35 +60,41 @@ def list_images(root: Path, class_names: Sequence[str]) -> list[tuple[Path, int]
     return samples
 
 
-def check_image(path: Path) -> None:
-    """Fully decode an image; raise :class:`DataError` naming it when that fails."""
+def load_image(path: Path) -> Image.Image:
+    """Fully decode an image as RGB; raise :class:`DataError` naming it when that fails."""
     try:
-        with Image.open(path) as image:
-            image.convert("RGB").load()
+        return default_loader(str(path))  # PIL open + convert("RGB"), which decodes it all
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise data_error(path, f"unreadable image: {exc}") from exc
 
 
-def load_image(path: Path) -> Image.Image:
-    """Decode one image as RGB; raise :class:`DataError` naming it when that fails."""
-    try:
-        return default_loader(str(path))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise data_error(path, f"unreadable image: {exc}") from exc
+def check_image(path: Path) -> None:
+    """Fully decode an image; raise :class:`DataError` naming it when that fails."""
+    load_image(path)
+
+
+def _decode_threads() -> int:
+    return max(1, min(MAX_CHECK_THREADS, os.cpu_count() or 1))
 
 
 class StoredImages:
-    """Resized uint8 images read from a packed store (memory-mapped), by file path."""
+    """Resized uint8 images read from a packed store (memory-mapped), by file path.
 
-    def __init__(self, store: PackedStore) -> None:
+    Args:
+        store: The opened store.
+        paths: The image files in the order they were keyed: the store's key covers the
+            resolved files in this order, so row ``i`` holds ``paths[i]`` however the root
+            was spelled.
+
+    """
+
+    def __init__(self, store: PackedStore, paths: Sequence[Path]) -> None:
         self.images = store.arrays["images"]
-        self.root = Path(store.meta["root"])
-        self.row_of = {path: row for row, path in enumerate(store.meta["paths"])}
+        self.row_of = {path: row for row, path in enumerate(paths)}
 
     def __call__(self, path: Path) -> torch.Tensor:
         """Return the stored (3, S, S) uint8 image of ``path`` as a torchvision image tensor."""
-        row = self.row_of[path.resolve().relative_to(self.root).as_posix()]
-        return tv_tensors.Image(torch.from_numpy(np.array(self.images[row])))
+        return tv_tensors.Image(torch.from_numpy(np.array(self.images[self.row_of[path]])))
 
 
 class SourceScenesDataset(Dataset[Sample]):
@@ -231,8 +236,7 @@ class SourceScenesDataModule(L.LightningDataModule):
         if self.store:
             self._stored = self._open_store([path for path, _ in samples])
         if self.check_images and self._stored is None:
-            threads = max(1, min(MAX_CHECK_THREADS, os.cpu_count() or 1))
-            with ThreadPoolExecutor(max_workers=threads) as pool:
+            with ThreadPoolExecutor(max_workers=_decode_threads()) as pool:
                 list(pool.map(check_image, (path for path, _ in samples)))
         rng = np.random.default_rng(self.split_seed)
         split_of: dict[Path, str] = {}
@@ -263,23 +267,15 @@ class SourceScenesDataModule(L.LightningDataModule):
         resize = self._resize()
 
         def build() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-            threads = max(1, min(MAX_CHECK_THREADS, os.cpu_count() or 1))
-            with ThreadPoolExecutor(max_workers=threads) as pool:
+            with ThreadPoolExecutor(max_workers=_decode_threads()) as pool:
                 images = list(pool.map(lambda p: resize(load_image(p)).numpy(), paths))
             root = self.root.resolve()
             relative = [p.resolve().relative_to(root).as_posix() for p in paths]
             meta = {"root": str(root), "paths": relative}
             return {"images": np.stack(images).astype(np.uint8)}, meta
 
-        try:
-            return StoredImages(open_or_build(self.store_dir, self.dataset_name, key, build))
-        except OSError as err:
-            warnings.warn(
-                f"{self.store_dir}: cannot write the packed image store ({err}); decoding the "
-                "images in every process instead",
-                stacklevel=2,
-            )
-            return None
+        store = open_or_warn(self.store_dir, self.dataset_name, key, build)
+        return None if store is None else StoredImages(store, paths)
 
     def transform(self, train: bool) -> v2.Transform:
         """Return the image transform of the train (optionally augmented) or val split.

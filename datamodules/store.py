@@ -40,6 +40,7 @@ __all__ = [
     "default_store_dir",
     "file_fingerprint",
     "open_or_build",
+    "open_or_warn",
 ]
 
 STORE_FORMAT = 1
@@ -216,3 +217,19 @@ def open_or_build(store_dir: Path, name: str, key: str, build: Builder) -> Packe
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return PackedStore.open(final, key)
+
+
+def open_or_warn(store_dir: Path, name: str, key: str, build: Builder) -> PackedStore | None:
+    """:func:`open_or_build`, or None with a warning when ``store_dir`` cannot be written.
+
+    Callers then read their inputs directly, as with ``store: false``.
+    """
+    try:
+        return open_or_build(store_dir, name, key, build)
+    except OSError as err:
+        warnings.warn(
+            f"{store_dir}: cannot write the packed {name} store ({err}); reading the inputs "
+            "directly instead (set store_dir to a writable folder)",
+            stacklevel=3,
+        )
+        return None

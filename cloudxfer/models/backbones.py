@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-__all__ = ["LOCAL_MODELS", "available_backbones", "build_encoder", "replace_first_conv"]
+__all__ = ["LOCAL_MODELS", "build_encoder", "replace_first_conv"]
 
 # Per-architecture constructor options: GoogLeNet's auxiliary heads and input re-scaling are
 # ImageNet-training details that do not apply to 64 px multi-sensor tiles.
@@ -37,11 +37,6 @@ def _resnet10(num_classes: int = 1000) -> nn.Module:
 
 LOCAL_MODELS: dict[str, Callable[[], nn.Module]] = {"resnet10": _resnet10}
 """Networks built from torchvision classes that torchvision does not register by name."""
-
-
-def available_backbones() -> list[str]:
-    """Every backbone name :func:`build_encoder` accepts."""
-    return sorted([*torchvision.models.list_models(module=torchvision.models), *LOCAL_MODELS])
 
 
 def _first_conv(model: nn.Module) -> tuple[nn.Module, str, nn.Conv2d]:

@@ -20,6 +20,7 @@ from cloudxfer.checkpoints import FORMAT_VERSION, METADATA_KEY, CheckpointError,
 from cloudxfer.checkpoints import load_frozen_model as _load_frozen
 from cloudxfer.metrics import SceneMetrics, write_metrics_json, write_predictions_csv
 from cloudxfer.models import modality_of
+from cloudxfer.runtime import images_to
 from cloudxfer.teachers import TeacherLogits, compute_teacher_logits, load_or_compute
 
 __all__ = ["StageModule", "gather_rows"]
@@ -155,9 +156,7 @@ class StageModule(pl.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Image tensors in the configured memory format."""
         if self.channels_last and isinstance(batch, dict):
-            for key, value in batch.items():
-                if key.startswith("image_") and isinstance(value, Tensor) and value.ndim == 4:
-                    batch[key] = value.contiguous(memory_format=torch.channels_last)
+            return images_to(batch, memory_format=torch.channels_last)
         return batch
 
     def on_fit_start(self) -> None:
