@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudxfer.checkpoints import CheckpointError, read_metadata
+from cloudxfer.diagnostics import convergence
+from cloudxfer.reporting.report import TRAINING_FILENAME
 from cloudxfer.runtime import available_cores
 
 __all__ = ["STAGES", "Stage", "main", "run_chain"]
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+CONVERGENCE_TEXT = convergence([])["criterion"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,29 @@ def format_table(rows: list[tuple[str, dict[str, float | None]]]) -> str:
     return "\n".join(lines)
 
 
+def convergence_lines(run_root: Path, stages: list[Stage]) -> list[str]:
+    """One line per fitted stage: final train loss and whether its held-out loss flattened."""
+    lines = []
+    for stage in stages:
+        path = run_root / stage.name / TRAINING_FILENAME
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            lines.append(f"{stage.name}: no training record ({path})")
+            continue
+        conv = record.get("convergence") or {}
+        drop = conv.get("relative_drop")
+        drop_text = "n/a" if drop is None else f"{100 * drop:+.1f} %"
+        loss = record.get("final_train_loss")
+        loss_text = "n/a" if loss is None else f"{loss:.4f}"
+        lines.append(
+            f"{stage.name}: final train loss {loss_text}, held-out loss change over the last "
+            f"{conv.get('window_epochs')} of {conv.get('epochs')} epochs {drop_text}, "
+            f"converged: {'yes' if conv.get('met') else 'NO'}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """``cloudxfer chain``: simulate data if asked, run all stages, print the table."""
     parser = argparse.ArgumentParser(prog="cloudxfer chain", description=__doc__)
@@ -203,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         *overrides,
     ]
     rows = run_chain(profile, dataset_dir, out / "runs", overrides, not args.no_compare)
-    table = format_table(rows)
+    stages = [*STAGES] + ([] if args.no_compare else [NO_IRM])
+    converged = convergence_lines(out / "runs", stages)
+    criterion = f"Convergence ({CONVERGENCE_TEXT}):"
+    table = format_table(rows) + "\n\n" + criterion + "\n" + "\n".join(converged)
     (out / "results.md").write_text(table + "\n")
     from cloudxfer.reporting.curves import plot_loss_curves
 

@@ -191,10 +191,17 @@ def _plot(args: list[str]) -> int:
     return plot_main(args)
 
 
+def _report(args: list[str]) -> int:
+    from cloudxfer.reporting.report import main as report_main
+
+    return report_main(args)
+
+
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synth": _synth,
     "chain": _chain,
     "plot": _plot,
+    "report": _report,
 }
 
 

@@ -54,6 +54,15 @@ class TeacherLogits:
         self.row = {tile_id: i for i, tile_id in enumerate(self.ids)}
         self.logits = {name: value.float().cpu() for name, value in logits.items()}
 
+    @classmethod
+    def concat(cls, parts: Sequence[TeacherLogits]) -> TeacherLogits | None:
+        """One lookup over the tiles of several parts (None when there are none)."""
+        if not parts:
+            return None
+        ids = [tile_id for part in parts for tile_id in part.ids]
+        names = parts[0].logits.keys()
+        return cls(ids, {name: torch.cat([part.logits[name] for part in parts]) for name in names})
+
     def lookup(self, ids: Sequence[str], device: torch.device | str) -> dict[str, Tensor]:
         """Each teacher's logits for these tile ids, on ``device``.
 

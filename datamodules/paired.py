@@ -37,10 +37,12 @@ from datamodules.runfiles import write_json
 from datamodules.splits import (
     DEFAULT_LABELLED_PER_CLASS,
     DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
     SPLIT_NAMES,
     SplitRow,
     SubsetName,
     TileRef,
+    holdout_ids,
     make_split,
     read_split_csv,
     subset_ids,
@@ -179,6 +181,9 @@ class PairedDataModule(L.LightningDataModule):
         tile_size: Tile side length in pixels.
         tiling: ``center`` or ``grid``.
         test_fraction: Share of each class's patches in the test split.
+        val_fraction: Share of ``train_subset``'s patches held out to validate the stage (its
+            own loss on tiles it does not train on; never the test split). Stratified by class
+            when the stage trains on labels (``labelled``, ``train``).
         labelled_per_class: Train tiles per class in the labelled subset.
         split_seed: Seed of the split.
         split_file: A ``split.csv`` to reuse instead of drawing a split.
@@ -207,6 +212,7 @@ class PairedDataModule(L.LightningDataModule):
         tile_size: int = 64,
         tiling: Tiling = "center",
         test_fraction: float = DEFAULT_TEST_FRACTION,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
         labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
         split_seed: int = 0,
         split_file: str | None = None,
@@ -241,6 +247,9 @@ class PairedDataModule(L.LightningDataModule):
         self.tile_size = tile_size
         self.tiling: Tiling = tiling
         self.test_fraction = test_fraction
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+        self.val_fraction = val_fraction
         self.labelled_per_class = labelled_per_class
         self.split_seed = split_seed
         self.split_file = split_file
@@ -348,14 +357,29 @@ class PairedDataModule(L.LightningDataModule):
         self._datasets = {}
 
     def subset_dataset(self, subset: SubsetName) -> PairedTileDataset:
-        """Return the dataset of a subset: ``labelled``, ``unlabelled``, ``train`` or ``test``."""
+        """Return the dataset of a subset.
+
+        ``labelled``, ``unlabelled``, ``train`` and ``test`` come from the split; ``fit`` and
+        ``val`` are ``train_subset`` without and with the tiles held out for validation.
+        """
         _check_choice("subset", subset, get_args(SubsetName))
         self.setup()
         if subset not in self._datasets:
             assert self._tiles is not None and self._rows is not None
-            ids = subset_ids(self._rows, subset)
-            self._datasets[subset] = self._make_dataset([self._tiles[i] for i in ids])
+            self._datasets[subset] = self._make_dataset(
+                [self._tiles[i] for i in self._subset_ids(subset)]
+            )
         return self._datasets[subset]
+
+    def _subset_ids(self, subset: SubsetName) -> list[str]:
+        assert self._rows is not None
+        if subset not in ("fit", "val"):
+            return subset_ids(self._rows, subset)
+        wanted = set(subset_ids(self._rows, self.train_subset))
+        rows = [row for row in self._rows if row.id in wanted]
+        stratify = self.train_subset != "unlabelled"
+        held = holdout_ids(rows, self.val_fraction, self.split_seed, stratify)
+        return [row.id for row in rows if (row.id in held) == (subset == "val")]
 
     def sample_key(self, subset: SubsetName) -> str:
         """Hash of everything that determines a subset's samples (for caches of model outputs).
@@ -379,12 +403,12 @@ class PairedDataModule(L.LightningDataModule):
         write_json(directory / NORMALISATION_FILENAME, self.normalisation)
 
     def train_dataloader(self) -> DataLoader[Sample]:
-        """Shuffled loader over ``train_subset`` (no ``drop_last``)."""
-        return self._loader(self.train_subset, shuffle=True)
+        """Shuffled loader over ``train_subset`` less the held-out tiles (no ``drop_last``)."""
+        return self._loader("fit", shuffle=True)
 
     def val_dataloader(self) -> DataLoader[Sample]:
-        """Loader over the test split."""
-        return self._loader("test", shuffle=False)
+        """Loader over the tiles held out from ``train_subset`` (empty at ``val_fraction`` 0)."""
+        return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader[Sample]:
         """Loader over the test split."""

@@ -21,11 +21,13 @@ from datamodules.errors import data_error
 from datamodules.runfiles import atomic_write_text
 
 SplitName = Literal["labelled", "unlabelled", "test"]
-SubsetName = Literal["labelled", "unlabelled", "train", "test"]
+SubsetName = Literal["labelled", "unlabelled", "train", "test", "fit", "val"]
+"""Split names, ``train`` (labelled + unlabelled), and a stage's ``fit`` / ``val`` parts."""
 SPLIT_NAMES: tuple[str, ...] = ("labelled", "unlabelled", "test")
 TRAIN_SPLITS: tuple[str, ...] = ("labelled", "unlabelled")
 SPLIT_COLUMNS: tuple[str, ...] = ("id", "patch", "label", "split")
 DEFAULT_TEST_FRACTION = 0.2
+DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_LABELLED_PER_CLASS = 20
 
 
@@ -118,6 +120,45 @@ def subset_ids(rows: Iterable[SplitRow], subset: str) -> list[str]:
     """Tile ids of a subset: a split name, or ``"train"`` (labelled + unlabelled)."""
     wanted = TRAIN_SPLITS if subset == "train" else (subset,)
     return [row.id for row in rows if row.split in wanted]
+
+
+def holdout_ids(rows: Sequence[SplitRow], fraction: float, seed: int, stratify: bool) -> set[str]:
+    """Ids held out from ``rows`` (one stage's training tiles) to validate that stage.
+
+    Whole patches are held out, so no tile of a held-out patch is trained on. With ``stratify``
+    (stages that train on labels anyway) each class keeps its share, at least one patch per
+    class with two or more; otherwise the draw ignores labels (unlabelled tiles stay unlabelled).
+
+    Args:
+        rows: The training tiles of the stage.
+        fraction: Share of the patches held out, in [0, 1).
+        seed: Seed of the draw (the split seed).
+        stratify: Draw per class.
+
+    Returns:
+        The held-out tile ids.
+
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return set()
+    groups: dict[int, list[str]] = {}
+    for row in rows:
+        group = groups.setdefault(row.label if stratify else 0, [])
+        if row.patch not in group:
+            group.append(row.patch)
+    rng = np.random.default_rng(
+        [seed, 1]
+    )  # a stream of its own: the split's draws stay as they were
+    held: set[str] = set()
+    for key in sorted(groups):
+        patches = sorted(groups[key])
+        n = int(round(fraction * len(patches)))
+        if stratify and len(patches) > 1:
+            n = max(n, 1)
+        held.update(patches[i] for i in rng.permutation(len(patches))[:n])
+    return {row.id for row in rows if row.patch in held}
 
 
 def split_csv_text(rows: Iterable[SplitRow]) -> str:

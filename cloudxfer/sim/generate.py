@@ -16,11 +16,12 @@ from cloudxfer.sim.clouds import apply_clouds, draw_clouds
 from cloudxfer.sim.landcover import landcover
 from cloudxfer.sim.layouts import LAYOUTS, Layout
 from cloudxfer.sim.sar import render_sar
-from cloudxfer.sim.scene import SceneConditions, draw_scene
+from cloudxfer.sim.scene import OBJECT_SCALE_RANGE, SceneConditions, draw_scene, log_uniform
 from cloudxfer.sim.schemes import SCHEMES, SOURCE, ClassSpec, Scheme
 from cloudxfer.sim.spectra import (
     BUILDING_HEIGHT_M,
     building_shadows,
+    regional_palette,
     sensor_resolution,
     surface_reflectance,
     to_dn,
@@ -135,8 +136,9 @@ def render_target(
     rng = _rng(seed, _PATCH, plan.index)
     px = PIXEL_M / SUPERSAMPLE
     shape = (patch_size * SUPERSAMPLE, patch_size * SUPERSAMPLE)
-    layout = compose_layout(spec, shape, rng, px, INTRUSION_PROB)
-    surf = surface_reflectance(layout, rng, scene.greenness)
+    # objects scaled by the region: a pixel covers fewer nominal metres where they are larger
+    layout = compose_layout(spec, shape, rng, px / scene.object_scale, INTRUSION_PROB)
+    surf = surface_reflectance(layout, rng, scene.greenness, scene.palette)
     height = rng.uniform(*BUILDING_HEIGHT_M)
     surf *= building_shadows(
         layout.materials, px, scene.sun_zenith_deg, scene.sun_azimuth_deg, height
@@ -164,8 +166,11 @@ def render_source(spec: ClassSpec, seed: int, class_index: int, i: int, size: in
     rng = _rng(seed, _SOURCE, class_index, i)
     px = rng.uniform(*spec.pixel_m) / SUPERSAMPLE
     shape = (size * SUPERSAMPLE, size * SUPERSAMPLE)
-    layout = compose_layout(spec, shape, rng, px, SOURCE_INTRUSION_PROB)
-    surf = surface_reflectance(layout, rng, rng.uniform(*SOURCE_GREENNESS))
+    # every aerial image comes from its own place: its own regional looks and object sizes
+    scale = log_uniform(rng, OBJECT_SCALE_RANGE)
+    layout = compose_layout(spec, shape, rng, px / scale, SOURCE_INTRUSION_PROB)
+    palette = regional_palette(rng)
+    surf = surface_reflectance(layout, rng, rng.uniform(*SOURCE_GREENNESS), palette)
     cars = spec.layout in ("parking_lot", "freeway")
     height = VEHICLE_HEIGHT_M if cars else rng.uniform(*BUILDING_HEIGHT_M)
     surf *= building_shadows(

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cloudxfer.sim.spectra import regional_palette
+
 SEASONS: tuple[str, ...] = (
     "ROIs1158_spring",
     "ROIs1868_summer",
@@ -44,6 +46,11 @@ SOIL_MOISTURE_SD_DB = 1.5  # scene wetness shifts sigma0 of soil and low vegetat
 SAR_CALIBRATION_SD_DB = 0.3  # absolute calibration spread of S1 GRD (dB)
 ENL_RANGE = (4.0, 5.0)  # equivalent number of looks of S1 IW GRD high resolution
 
+# Size of man-made and agricultural objects relative to the layouts' nominal metres (field
+# parcels, lots, blocks, halls): a log-uniform factor per region (smallholder paddies and
+# dense old towns to large mechanised fields and sprawling suburbs).
+OBJECT_SCALE_RANGE = (0.6, 1.7)
+
 UTM_ZONES = (1, 60)  # northern-hemisphere UTM zones -> EPSG:326zz
 HUNAN_UTM_ZONE = 49  # Hunan province, ~108-114 deg E
 UTM_EASTING_RANGE = (200_000.0, 800_000.0)  # metres, inside a UTM zone
@@ -67,6 +74,8 @@ class SceneConditions:
     enl: float
     epsg: int
     origin: tuple[float, float]  # (easting, northing) of the scene's upper-left corner, metres
+    palette: np.ndarray  # regional gain per material and band (spectra.regional_palette)
+    object_scale: float  # regional size of objects relative to the layouts' nominal metres
 
 
 def draw_scene(index: int, rng: np.random.Generator, hunan: bool = False) -> SceneConditions:
@@ -96,4 +105,11 @@ def draw_scene(index: int, rng: np.random.Generator, hunan: bool = False) -> Sce
         enl=float(rng.uniform(*ENL_RANGE)),
         epsg=32600 + zone,
         origin=(easting, northing),
+        palette=regional_palette(rng),
+        object_scale=log_uniform(rng, OBJECT_SCALE_RANGE),
     )
+
+
+def log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    """Draw a value log-uniformly between ``bounds`` (scale factors spread evenly in ratio)."""
+    return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))

@@ -73,6 +73,14 @@ NOISE_DN = 12.0  # MSI radiometric noise (high SNR, ~0.1% reflectance)
 DN_MAX = 15000  # L1C DN above 10000 occur (bright clouds); keep a generous ceiling
 BUILDING_HEIGHT_M = (4.0, 15.0)  # low-rise to mid-rise buildings casting shadows
 
+# Regional appearance of each material (one draw per scene, i.e. per region and date): soils
+# range from pale calcareous to red lateritic to dark organic, canopies from bright broadleaf
+# to dark conifer, roofs and pavements follow local building materials. Larger than the
+# tile-to-tile spread above, so one class looks different from region to region and a few
+# labelled tiles cover only some of its looks.
+REGIONAL_SHAPE_SD = 0.2
+REGIONAL_BRIGHTNESS_SD = 0.25
+
 _TABLE = np.array([SURFACE[M(i)] for i in range(N_MATERIALS)], dtype=np.float32)
 _VEG = np.zeros(N_MATERIALS, dtype=bool)
 _VEG[list(VEGETATION)] = True
@@ -80,14 +88,43 @@ _ROOF = np.zeros(N_MATERIALS, dtype=bool)
 _ROOF[list(ROOFS)] = True
 
 
-def surface_reflectance(layout: Layout, rng: np.random.Generator, greenness: float) -> np.ndarray:
-    """Per-pixel surface reflectance (13, H, W) x 10000 of a layout, with natural variability."""
+def material_palette(rng: np.random.Generator, shape_sd: float, brightness_sd: float) -> np.ndarray:
+    """Draw a relative gain (materials, 13 bands) changing each material's brightness and shape.
+
+    Log-reflectance offsets with ``shape_sd`` at ``SHAPE_KNOTS_NM`` (linear in between) and a
+    log-normal brightness with ``brightness_sd``, independently per material.
+    """
+    knots = rng.normal(0.0, shape_sd, (N_MATERIALS, len(SHAPE_KNOTS_NM)))
+    shape_log = np.stack([np.interp(WAVELENGTH_NM, SHAPE_KNOTS_NM, k) for k in knots])
+    brightness = rng.lognormal(0.0, brightness_sd, (N_MATERIALS, 1))
+    return (brightness * np.exp(shape_log)).astype(np.float32)
+
+
+def regional_palette(rng: np.random.Generator) -> np.ndarray:
+    """Draw the regional appearance of every material (``REGIONAL_*`` spreads)."""
+    return material_palette(rng, REGIONAL_SHAPE_SD, REGIONAL_BRIGHTNESS_SD)
+
+
+def surface_reflectance(
+    layout: Layout,
+    rng: np.random.Generator,
+    greenness: float,
+    palette: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-pixel surface reflectance (13, H, W) x 10000 of a layout, with natural variability.
+
+    Args:
+        layout: Materials and brightness texture.
+        rng: The sample's generator.
+        greenness: Vegetation greenness of the scene (0 senescent .. 1 peak green).
+        palette: Regional gain per material and band (``regional_palette``); none = library
+            spectra.
+
+    """
     mat = layout.materials.astype(np.intp)
     shape = mat.shape
-    knots = rng.normal(0.0, SPECTRAL_SHAPE_SD, (N_MATERIALS, len(SHAPE_KNOTS_NM)))
-    shape_log = np.stack([np.interp(WAVELENGTH_NM, SHAPE_KNOTS_NM, k) for k in knots])
-    brightness = rng.lognormal(0.0, MATERIAL_SD, (N_MATERIALS, 1))
-    table = (_TABLE * brightness * np.exp(shape_log)).astype(np.float32)
+    tile = material_palette(rng, SPECTRAL_SHAPE_SD, MATERIAL_SD)
+    table = (_TABLE * tile * (1.0 if palette is None else palette)).astype(np.float32)
     table[M.WATER] += rng.uniform(0.0, 1.0) * np.asarray(TURBIDITY_DELTA, np.float32)
     greenness = greenness + rng.normal(0.0, TILE_GREENNESS_SD)
     g = np.clip(greenness + GREENNESS_PIXEL_SD * fractal_field(shape, rng, 2.0), 0.0, 1.0)

@@ -72,8 +72,8 @@ class AuxiliaryDistillation(StageModule):
         """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
         return cls.stage_name, str(init_args.get("modality", "opt"))
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """Distillation loss on confidently pseudo-labelled samples."""
+    def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Distillation loss on confidently pseudo-labelled samples, kept share, agreement."""
         hp = self.hparams
         teacher_logits = self.teacher_outputs(batch)["source"]
         keep = confidence_mask(teacher_logits, hp["filter_criterion"], hp["filter_threshold"])
@@ -83,10 +83,15 @@ class AuxiliaryDistillation(StageModule):
         kept = keep.float()
         # Mean over kept samples; an all-filtered batch contributes a zero loss with a graph.
         loss = (per_sample * kept).sum() / kept.sum().clamp_min(1.0)
-        self.log(f"loss/{hp['modality']}", loss, prog_bar=True)
-        self.log("pseudo/kept_share", kept.mean())
-        self.log(
-            "pseudo/agreement",
-            (logits.argmax(1) == teacher_logits.argmax(1)).float().mean(),
-        )
-        return loss
+        agreement = (logits.argmax(1) == teacher_logits.argmax(1)).float().mean()
+        return loss, {
+            f"loss/{hp['modality']}": loss.detach(),
+            "pseudo/kept_share": kept.mean(),
+            "pseudo/agreement": agreement.detach(),
+        }
+
+    def pseudo_label_diagnostics(self, logits: dict[str, Tensor]) -> dict[str, Any]:
+        """Share of the training tiles whose pseudo-label the filter keeps."""
+        hp = self.hparams
+        keep = confidence_mask(logits["source"], hp["filter_criterion"], hp["filter_threshold"])
+        return {"kept_share": round(float(keep.float().mean()), 6)}

@@ -1,8 +1,10 @@
 """Shared machinery of every stage: optimiser, evaluation, output files and checkpoint metadata.
 
-Stages differ only in how they build their model and compute their training loss; evaluation
-(OA/AA/Kappa overall, cloudy and clear), ``metrics.json``/``predictions.csv`` and the metadata
-that links stages through checkpoints live here once.
+Stages differ only in how they build their model and compute their loss (``compute_loss``);
+training and validation steps, the per-epoch training record (``training.json``, convergence on
+held-out tiles, teacher diagnostics), evaluation (OA/AA/Kappa overall, cloudy and clear),
+``metrics.json``/``predictions.csv`` and the metadata that links stages through checkpoints
+live here once.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ from torch import Tensor, nn
 
 from cloudxfer.checkpoints import FORMAT_VERSION, METADATA_KEY, CheckpointError, validate_metadata
 from cloudxfer.checkpoints import load_frozen_model as _load_frozen
+from cloudxfer.diagnostics import EpochMeans, convergence, teacher_diagnostics
 from cloudxfer.metrics import SceneMetrics, write_metrics_json, write_predictions_csv
 from cloudxfer.models import modality_of
+from cloudxfer.reporting.report import TRAINING_FILENAME as REPORT_TRAINING_FILENAME
 from cloudxfer.runtime import images_to
 from cloudxfer.teachers import TeacherLogits, compute_teacher_logits, load_or_compute
+from datamodules.runfiles import write_json
 
-__all__ = ["StageModule", "gather_rows"]
+__all__ = ["TRAINING_FILENAME", "TRAINING_KEY", "StageModule", "gather_rows"]
 
 Batch = dict[str, Any]
+TRAINING_KEY = "cloudxfer_training"
+"""Checkpoint key of the training record (epochs, diagnostics) that ``test`` reports."""
+TRAINING_FILENAME = REPORT_TRAINING_FILENAME
 
 
 def gather_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -38,7 +46,7 @@ def gather_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class StageModule(pl.LightningModule):
-    """Base LightningModule of a stage; subclasses set ``self.model`` and ``training_step``.
+    """Base LightningModule of a stage; subclasses set ``self.model`` and ``compute_loss``.
 
     Args:
         class_names: output class names (linked from the datamodule by the CLI).
@@ -103,12 +111,31 @@ class StageModule(pl.LightningModule):
         self._teacher_files: dict[str, str] = {}
         self._teacher_logits: TeacherLogits | None = None
         self._compiled: dict[str, nn.Module] = {}  # outside the tree: state_dict keys unchanged
+        # Training record: one entry per epoch (train means of every logged figure, held-out
+        # loss) and, for distillation stages, the teachers' pseudo-label quality.
+        self.history: list[dict[str, Any]] = []
+        self.diagnostics: dict[str, Any] = {}
+        self._train_means = EpochMeans()
+        self._val_means = EpochMeans()
+        self._val_record: dict[str, float] = {}
 
     # --- subclasses -------------------------------------------------------------------------
     @classmethod
     def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
         """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
         raise NotImplementedError
+
+    def compute_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return the stage's objective on a batch, and the figures to log about it.
+
+        Used for training and, on the tiles held out from the stage's training set, for
+        validation, so the held-out curve measures exactly what the stage optimises.
+        """
+        raise NotImplementedError
+
+    def pseudo_label_diagnostics(self, logits: dict[str, Tensor]) -> dict[str, Any]:
+        """Extra figures about the teachers' outputs over the training tiles (e.g. kept share)."""
+        return {}
 
     @property
     def inputs(self) -> list[str]:
@@ -163,35 +190,64 @@ class StageModule(pl.LightningModule):
         """Move the frozen teachers to the device and, where possible, run them once."""
         for name, model in self._teachers.items():
             self._teachers[name] = model.to(self.device).to(memory_format=self.memory_format)
-        self._teacher_logits = self._cached_teacher_logits() if self._teachers else None
+        self._teacher_logits = None
+        if not self._teachers:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        cached = self.teacher_cache and not getattr(datamodule, "augment", False)
+        logits = self._fit_teacher_logits(cached)
+        if logits is None:
+            return
+        self._teacher_logits = logits if cached else None
+        if not self.diagnostics:  # a resumed fit keeps the record of its first start
+            self.diagnostics = self._teacher_diagnostics(logits)
 
-    def _cached_teacher_logits(self) -> TeacherLogits | None:
-        """Teachers' logits over the training tiles, or None when they must run live.
+    def _fit_teacher_logits(self, cached: bool) -> TeacherLogits | None:
+        """Teachers' logits over the stage's training tiles, once.
 
-        Under DDP every rank computes (or reads) the logits of all training tiles, since the
-        distributed sampler hands each rank other tiles every epoch.
+        ``cached``: also over the held-out tiles, kept on disk and looked up by the training
+        and validation steps. Otherwise (teachers run live, e.g. on augmented tiles) only
+        over the training tiles, for the diagnostics, and nothing is saved. Under DDP every
+        rank computes (or reads) the logits of all tiles, since the distributed sampler hands
+        each rank other tiles every epoch. None for a datamodule without ``sample_key``.
         """
         datamodule = getattr(self.trainer, "datamodule", None)
         sample_key = getattr(datamodule, "sample_key", None)
-        subset = getattr(datamodule, "train_subset", None)
-        if (
-            not self.teacher_cache
-            or sample_key is None
-            or subset is None
-            or getattr(datamodule, "augment", False)
-        ):
+        if sample_key is None:
             return None
-        dataset = datamodule.subset_dataset(subset)  # type: ignore[union-attr]
         store_dir = getattr(datamodule, "store_dir", None)
-        cache_dir = Path(store_dir) / "teacher_logits" if store_dir is not None else None
-        return load_or_compute(
-            cache_dir,
-            self._teacher_files,
-            sample_key(subset),
-            lambda: compute_teacher_logits(
-                self._teachers, dataset, self.device, channels_last=self.channels_last
-            ),
-        )
+        cache_dir = Path(store_dir) / "teacher_logits" if store_dir is not None and cached else None
+        parts = []
+        for subset in ("fit", "val") if cached else ("fit",):
+            dataset = datamodule.subset_dataset(subset)  # type: ignore[union-attr]
+            if len(dataset) == 0:
+                continue
+            parts.append(
+                load_or_compute(
+                    cache_dir,
+                    self._teacher_files,
+                    sample_key(subset),
+                    lambda dataset=dataset: compute_teacher_logits(
+                        self._teachers, dataset, self.device, channels_last=self.channels_last
+                    ),
+                )
+            )
+        return TeacherLogits.concat(parts)
+
+    def _teacher_diagnostics(self, logits: TeacherLogits) -> dict[str, Any]:
+        """Pseudo-label quality on the training tiles (``fit``), against the data set's labels."""
+        dataset = self.trainer.datamodule.subset_dataset("fit")  # type: ignore[attr-defined]
+        ids, labels, fractions = [], [], []
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            ids.append(sample["id"])
+            labels.append(int(sample["label"]))
+            fractions.append(float(sample["cloud_fraction"]))
+        rows = logits.lookup(ids, "cpu")
+        threshold = float(self.val_metrics.cloudy_threshold)
+        record = teacher_diagnostics(rows, torch.tensor(labels), torch.tensor(fractions), threshold)
+        record.update(self.pseudo_label_diagnostics(rows))
+        return record
 
     def teacher_outputs(self, batch: Batch) -> dict[str, Tensor]:
         """Each frozen teacher's logits for the batch: cached by tile id, or computed now."""
@@ -214,17 +270,70 @@ class StageModule(pl.LightningModule):
         metrics.update(preds, batch["label"], fraction.float())
         return logits, preds
 
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """Return the stage's loss; log every figure of ``compute_loss``, average it per epoch."""
+        loss, logs = self.compute_loss(batch)
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(batch["id"]))
+        self._train_means.add({"loss": loss.detach(), **logs}, len(batch["id"]))
+        return loss
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        """Accumulate validation metrics (monitoring only; no model selection)."""
-        self._evaluate(batch, self.val_metrics)
+        """Score the stage's own loss on held-out training tiles (OA only as a diagnostic)."""
+        loss, _ = self.compute_loss(batch)
+        n = len(batch["id"])
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=n)
+        self._val_means.add({"loss": loss}, n)
+        if bool((batch["label"] >= 0).all()):
+            self._evaluate(batch, self.val_metrics)
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/oa``, ``val/aa``, ``val/kappa`` and their cloudy/clear variants."""
+        """Log ``val/oa``, ``val/aa``, ``val/kappa`` (diagnostics) and keep the held-out loss."""
         values = self.val_metrics.compute()
         self.val_metrics.reset()
+        means = self._val_means.compute(self._sum_over_ranks)
+        if self.trainer.sanity_checking:
+            return
         self.log_dict(
             {f"val/{k}": v for k, v in values.items() if not k.startswith("n")}, sync_dist=False
         )
+        self._val_record = {**means, **{k: float(values[k]) for k in ("oa", "aa", "kappa")}}
+
+    def on_train_epoch_end(self) -> None:
+        """Append this epoch's train means and held-out figures to the training record."""
+        entry: dict[str, Any] = {
+            "epoch": self.current_epoch,
+            "train": {
+                k: round(v, 6) for k, v in self._train_means.compute(self._sum_over_ranks).items()
+            },
+        }
+        if self._val_record:
+            entry["val"] = {k: round(v, 6) for k, v in self._val_record.items()}
+        self._val_record = {}
+        self.history = [e for e in self.history if e["epoch"] != self.current_epoch] + [entry]
+
+    def on_fit_end(self) -> None:
+        """Write ``training.json`` (epochs, convergence, diagnostics) to the log dir."""
+        out = Path(self.trainer.log_dir or self.trainer.default_root_dir)  # all ranks: broadcasts
+        if self.trainer.is_global_zero:
+            write_json(out / TRAINING_FILENAME, self.training_record())
+
+    def training_record(self) -> dict[str, Any]:
+        """Return the training record: epochs, convergence of the held-out loss, diagnostics."""
+        curve = [e["val"]["loss"] for e in self.history if "loss" in e.get("val", {})]
+        return {
+            "stage": self.stage_name,
+            "epochs": self.history,
+            "final_train_loss": self.history[-1]["train"].get("loss") if self.history else None,
+            "convergence": convergence(curve),
+            "diagnostics": self.diagnostics,
+        }
+
+    def _sum_over_ranks(self, value: Tensor) -> Tensor:
+        """Sum a CPU tensor over DDP ranks (identity on one process)."""
+        if self.trainer.world_size <= 1:
+            return value
+        reduced = self.trainer.strategy.reduce(value.to(self.device), reduce_op="sum")
+        return cast(Tensor, reduced).cpu()
 
     def rows(self, batch: Batch, logits: Tensor) -> list[dict[str, Any]]:
         """One output row per tile (see :data:`cloudxfer.metrics.PREDICTION_COLUMNS`)."""
@@ -273,6 +382,7 @@ class StageModule(pl.LightningModule):
                 stage=self.stage_name,
                 modality=modality_of(self.inputs),
                 class_names=self.class_names,
+                training=self.training_record(),
             )
             write_predictions_csv(out / "predictions.csv", rows)
 
@@ -302,6 +412,7 @@ class StageModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the stage metadata that later stages validate."""
         checkpoint[METADATA_KEY] = self.stage_metadata()
+        checkpoint[TRAINING_KEY] = {"epochs": self.history, "diagnostics": self.diagnostics}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint from another stage, class scheme or modality."""
@@ -315,3 +426,6 @@ class StageModule(pl.LightningModule):
             class_names=self.class_names,
             modality=modality_of(self.inputs),
         )
+        record = checkpoint.get(TRAINING_KEY) or {}
+        self.history = list(record.get("epochs", []))
+        self.diagnostics = dict(record.get("diagnostics", {}))

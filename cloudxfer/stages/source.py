@@ -79,12 +79,11 @@ class SourceClassification(StageModule):
         """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
         return f"source_{init_args.get('mode', 'pretrain')}", "opt"
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """Cross-entropy against the ground-truth label."""
+    def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Cross-entropy against the ground-truth label, and the batch accuracy."""
         logits = self(batch)
         loss = F.cross_entropy(
             logits, batch["label"], label_smoothing=self.hparams["label_smoothing"]
         )
-        self.log("loss/source", loss, prog_bar=True)
-        self.log("train/acc", (logits.argmax(1) == batch["label"]).float().mean())
-        return loss
+        accuracy = (logits.argmax(1) == batch["label"]).float().mean()
+        return loss, {"loss/source": loss.detach(), "train/acc": accuracy}

@@ -112,9 +112,3 @@ class TargetDistillation(StageModule):
             "irm/s_sar": contribution(out["sar"]).mean(),
         }
         return loss, logs
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """IRM-weighted sum of the three distillation terms."""
-        loss, logs = self.compute_loss(batch)
-        self.log_dict(logs, on_step=True, on_epoch=False)
-        return loss

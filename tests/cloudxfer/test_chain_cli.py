@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -267,3 +268,56 @@ def test_test_under_two_process_ddp_matches_single_process(chain_run: Path, tmp_
     if single_metrics["n"] % 2 == 0:  # no sampler padding: identical global metrics
         for key in ("oa", "aa", "kappa", "n", "n_cloudy", "n_clear"):
             assert ddp_metrics[key] == pytest.approx(single_metrics[key], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_every_stage_records_its_training_and_convergence(chain_run: Path) -> None:
+    runs = chain_run / "runs"
+    stdout = (chain_run / "chain_stdout.txt").read_text()
+    assert "Convergence (held-out loss fell by less than 2 %" in stdout
+    for stage in ("source_pretrain", "source_finetune", "aux_opt", "aux_sar", "target"):
+        record = json.loads((runs / stage / "training.json").read_text())
+        (epoch,) = record["epochs"]  # smoke: one epoch
+        assert epoch["epoch"] == 0 and epoch["train"]["loss"] == record["final_train_loss"]
+        assert math.isfinite(epoch["val"]["loss"])  # the stage's own loss on held-out tiles
+        assert record["convergence"]["met"] is False  # one epoch cannot show a flat tail
+        assert f"{stage}: final train loss {record['final_train_loss']:.4f}" in stdout
+        if stage != "source_pretrain":
+            metrics = json.loads((runs / stage / "test" / "metrics.json").read_text())
+            assert metrics["training"] == record  # carried by the checkpoint into the test run
+    target = json.loads((runs / "target" / "training.json").read_text())
+    train = target["epochs"][0]["train"]
+    assert train["irm/rho_opt"] * train["irm/rho_sar"] == pytest.approx(1.0, rel=1e-2)
+    assert {"irm/s_opt", "irm/s_sar", "loss/opt", "loss/sar", "loss/source"} <= set(train)
+    diagnostics = target["diagnostics"]
+    assert set(diagnostics["teacher_oa"]) == {"opt", "sar", "source"}
+    assert set(diagnostics["teacher_agreement"]) == {"opt~sar", "opt~source", "sar~source"}
+    split = list(csv.DictReader((runs / "target" / "split.csv").open()))
+    n_unlabelled = sum(r["split"] == "unlabelled" for r in split)
+    assert 0 < diagnostics["tiles"]["all"] < n_unlabelled  # training tiles, less the held-out
+    oa = diagnostics["teacher_oa"]["source"]
+    n = diagnostics["tiles"]
+    assert oa["all"] * n["all"] == pytest.approx(
+        oa["cloudy"] * n["cloudy"] + oa["clear"] * n["clear"], abs=1e-4
+    )
+    aux = json.loads((runs / "aux_opt" / "training.json").read_text())["diagnostics"]
+    assert 0.0 <= aux["kept_share"] <= 1.0 and set(aux["teacher_oa"]) == {"source"}
+
+
+@pytest.mark.slow
+def test_report_prints_metrics_and_diagnostics(
+    chain_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cloudxfer.cli import main
+
+    assert main(["report", str(chain_run / "runs")]) == 0
+    out = capsys.readouterr().out
+    for stage in ("source_pretrain", "aux_opt", "aux_sar", "target", "target_noirm"):
+        assert f"== {chain_run / 'runs' / stage}\n" in out
+    assert "teacher opt: accuracy on the training tiles" in out
+    assert "teacher agreement opt~sar" in out and "pseudo-labels kept by the filter" in out
+    assert "rho_opt" in out and "converged: NO" in out
+    metrics = json.loads((chain_run / "runs" / "target" / "test" / "metrics.json").read_text())
+    assert f"OA {100 * metrics['oa']:.1f} %" in out
+    with pytest.raises(SystemExit):
+        main(["report", str(chain_run / "missing")])

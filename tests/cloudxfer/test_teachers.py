@@ -139,7 +139,7 @@ def test_target_cached_logits_match_live_teachers(setting, channels_last: bool) 
     assert set(module._teachers) == {"opt", "sar", "source"}
     use_memory_format(module, channels_last)
     module.eval()  # the student too: both calls of compute_loss see the same student output
-    dataset = dm.subset_dataset("unlabelled")
+    dataset = dm.subset_dataset("fit")  # what the train loader serves
     cache = compute_teacher_logits(module._teachers, dataset, channels_last=channels_last)
     assert cache.ids == [tile.id for tile in dataset.tiles]
     assert {name: tuple(v.shape) for name, v in cache.logits.items()} == {
@@ -202,7 +202,7 @@ def test_auxiliary_cached_logits_match_live_teacher(setting, channels_last: bool
     use_memory_format(module, channels_last)
     module.eval()
     cache = compute_teacher_logits(
-        module._teachers, dm.subset_dataset("unlabelled"), channels_last=channels_last
+        module._teachers, dm.subset_dataset("fit"), channels_last=channels_last
     )
     for batch in train_batches(dm, module):
         module._teacher_logits = cache
@@ -477,11 +477,16 @@ def test_fit_computes_the_cache_once_and_reuses_it(setting, monkeypatch, channel
     record = fit(module, dm)
     (cached,) = record.logits
     assert cached is not None and module._teacher_logits is cached
-    assert cached.ids == [tile.id for tile in dm.subset_dataset(dm.train_subset).tiles]
+    # The training tiles, then the tiles held out for validation: the stage's own tiles only.
+    fit_ids = [tile.id for tile in dm.subset_dataset("fit").tiles]
+    val_ids = [tile.id for tile in dm.subset_dataset("val").tiles]
+    assert fit_ids and val_ids and not set(fit_ids) & set(val_ids)
+    assert sorted(fit_ids + val_ids) == sorted(t.id for t in dm.subset_dataset("unlabelled").tiles)
+    assert cached.ids == fit_ids + val_ids
     assert set(cached.logits) == {"opt", "sar", "source"}
-    assert len(calls) == 1
+    assert len(calls) == 2  # one pass over each subset
     saved = list((dm.store_dir / "teacher_logits").glob("*.npz"))
-    assert len(saved) == 1
+    assert len(saved) == 2
 
     # The cached rows are the teachers' outputs on the un-augmented training tiles.
     module._teacher_logits = None
@@ -495,7 +500,7 @@ def test_fit_computes_the_cache_once_and_reuses_it(setting, monkeypatch, channel
 
     # A second run with the same teachers and data reads the file instead of computing.
     again = fit(target_module(dm, files, channels_last=channels_last, **OPTIMISER), dm)
-    assert len(calls) == 1
+    assert len(calls) == 2
     (reread,) = again.logits
     assert reread is not None and reread is not cached
     assert_same(reread, cached)
@@ -509,7 +514,8 @@ def test_fit_without_teacher_cache_runs_teachers_live(setting, monkeypatch) -> N
     record = fit(module, dm)
     assert record.logits == [None]
     assert module._teacher_logits is None
-    assert calls == []
+    assert calls == [1]  # once over the training tiles, for the diagnostics only
+    assert module.diagnostics["tiles"]["all"] == len(dm.subset_dataset("fit"))
     assert not (dm.store_dir / "teacher_logits").exists()
 
 
@@ -520,7 +526,7 @@ def test_fit_with_augmented_tiles_runs_teachers_live(setting, monkeypatch) -> No
     module = target_module(dm, files, **OPTIMISER)
     record = fit(module, dm)
     assert record.logits == [None]
-    assert calls == []
+    assert calls == [1]  # the diagnostics pass, on un-augmented tiles, never saved
     assert not (dm.store_dir / "teacher_logits").exists()
 
 

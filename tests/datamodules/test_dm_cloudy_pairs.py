@@ -33,7 +33,12 @@ def test_batches(cloudy_pairs_dataset, train_subset):
     assert batch["image_opt"].shape[1:] == (3, 64, 64) and batch["image_opt"].dtype == torch.float32
     assert batch["image_sar"].shape[1:] == (3, 64, 64) and batch["image_sar"].dtype == torch.float32
     assert batch["label"].dtype == torch.int64 and batch["cloud_fraction"].dtype == torch.float32
-    assert len(dm.val_dataloader().dataset) == 18
+    assert len(dm.test_dataloader().dataset) == 18
+    fit = {t.id for t in dm.train_dataloader().dataset.tiles}
+    val = {t.id for t in dm.val_dataloader().dataset.tiles}
+    test = {t.id for t in dm.test_dataloader().dataset.tiles}
+    assert val and not val & fit and not val & test  # held out from training, never the test split
+    assert fit | val == {t.id for t in dm.subset_dataset(train_subset).tiles}
 
 
 def test_cloud_fraction_from_masks(cloudy_pairs_dataset):

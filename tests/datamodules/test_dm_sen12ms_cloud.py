@@ -53,7 +53,16 @@ def test_batches_have_keys_dtypes_shapes(sen12ms_dataset, train_subset):
     dm = make_dm(sen12ms_dataset, train_subset=train_subset, batch_size=8)
     dm.setup("fit")
     expected = {"labelled": 60, "unlabelled": 12, "train": 72}[train_subset]
-    assert len(dm.train_dataloader().dataset) == expected
+    # 10 % of the patches held out for validation: per class (2 of 20, 2 of 24) when the stage
+    # trains on labels, by a label-blind draw (1 of 12) on unlabelled tiles.
+    held = {"labelled": 6, "unlabelled": 1, "train": 6}[train_subset]
+    assert len(dm.subset_dataset(train_subset)) == expected
+    assert len(dm.train_dataloader().dataset) == expected - held
+    assert len(dm.val_dataloader().dataset) == held
+    if train_subset != "unlabelled":
+        val_labels = [t.label for t in dm.val_dataloader().dataset.tiles]
+        assert sorted(val_labels) == [0, 0, 1, 1, 2, 2]
+    expected -= held
     n = 0
     for batch in dm.train_dataloader():
         assert set(batch) == {"image_opt", "image_sar", "label", "cloud_fraction", "id"}
@@ -71,8 +80,10 @@ def test_batches_have_keys_dtypes_shapes(sen12ms_dataset, train_subset):
         assert isinstance(batch["id"], list) and isinstance(batch["id"][0], str)
         n += b
     assert n == expected  # no drop_last
-    for loader in (dm.val_dataloader(), dm.test_dataloader(), dm.predict_dataloader()):
+    for loader in (dm.test_dataloader(), dm.predict_dataloader()):
         assert len(loader.dataset) == 18
+    test_ids = {t.id for t in dm.test_dataloader().dataset.tiles}
+    assert not test_ids & {t.id for t in dm.val_dataloader().dataset.tiles}
 
 
 def test_layout_parsing_and_seasons(make_sen12ms):

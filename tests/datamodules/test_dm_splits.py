@@ -2,7 +2,9 @@ import pytest
 
 from datamodules.errors import DataError
 from datamodules.splits import (
+    SplitRow,
     TileRef,
+    holdout_ids,
     make_split,
     read_split_csv,
     subset_ids,
@@ -90,3 +92,39 @@ def test_bad_split_file(tmp_path, text, pattern):
     with pytest.raises(DataError, match=pattern) as info:
         read_split_csv(path)
     assert str(path) in str(info.value)
+
+
+def train_rows(per_class=30, tiles_per_patch=1):
+    return [
+        SplitRow(t.id, t.patch, t.label, "unlabelled") for t in tiles(per_class, tiles_per_patch)
+    ]
+
+
+def test_holdout_keeps_whole_patches_and_class_shares():
+    rows = train_rows(per_class=20, tiles_per_patch=4)
+    held = holdout_ids(rows, 0.1, seed=3, stratify=True)
+    patches = {r.patch for r in rows if r.id in held}
+    assert {r.id for r in rows if r.patch in patches} == held  # every tile of a held-out patch
+    assert sorted(p[0] for p in patches) == ["a", "a", "b", "b", "c", "c"]
+    assert holdout_ids(rows, 0.1, seed=3, stratify=True) == held
+    assert holdout_ids(rows, 0.1, seed=4, stratify=True) != held
+    assert holdout_ids(rows, 0.0, seed=3, stratify=True) == set()
+
+
+def test_stratified_holdout_takes_one_patch_of_a_small_class():
+    held = holdout_ids(train_rows(per_class=3), 0.1, seed=0, stratify=True)
+    assert sorted(h[0] for h in held) == ["a", "b", "c"]
+
+
+def test_unstratified_holdout_ignores_labels():
+    rows = train_rows(per_class=20)
+    relabelled = [SplitRow(r.id, r.patch, (r.label + 1) % 3, r.split) for r in rows]
+    held = holdout_ids(rows, 0.2, seed=5, stratify=False)
+    assert len(held) == 12
+    assert holdout_ids(relabelled, 0.2, seed=5, stratify=False) == held
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0])
+def test_holdout_fraction_is_checked(fraction):
+    with pytest.raises(ValueError, match="val_fraction"):
+        holdout_ids(train_rows(), fraction, seed=0, stratify=True)
