@@ -49,7 +49,7 @@ ENL_RANGE = (4.0, 5.0)  # equivalent number of looks of S1 IW GRD high resolutio
 # Size of man-made and agricultural objects relative to the layouts' nominal metres (field
 # parcels, lots, blocks, halls): a log-uniform factor per region (smallholder paddies and
 # dense old towns to large mechanised fields and sprawling suburbs).
-OBJECT_SCALE_RANGE = (0.6, 1.7)
+OBJECT_SCALE_RANGE = (0.5, 2.0)
 
 UTM_ZONES = (1, 60)  # northern-hemisphere UTM zones -> EPSG:326zz
 HUNAN_UTM_ZONE = 49  # Hunan province, ~108-114 deg E

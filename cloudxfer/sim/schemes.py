@@ -100,9 +100,9 @@ HUNAN = Scheme(
     ),
 )
 
-_AERIAL = (0.5, 2.0)  # m/px of sub-metre to metre aerial imagery (NWPU-RESISC45 role)
-_MID = (1.0, 4.0)
-_WIDE = (3.0, 8.0)  # large objects (airports, pivot fields) need coarser pixels to fit
+_AERIAL = (0.5, 3.0)  # m/px of sub-metre to metre aerial imagery (NWPU-RESISC45 role)
+_MID = (1.0, 8.0)
+_WIDE = (3.0, 12.0)  # large objects (airports, pivot fields) need coarser pixels to fit
 SOURCE = Scheme(
     "source",
     (

@@ -78,8 +78,8 @@ BUILDING_HEIGHT_M = (4.0, 15.0)  # low-rise to mid-rise buildings casting shadow
 # to dark conifer, roofs and pavements follow local building materials. Larger than the
 # tile-to-tile spread above, so one class looks different from region to region and a few
 # labelled tiles cover only some of its looks.
-REGIONAL_SHAPE_SD = 0.2
-REGIONAL_BRIGHTNESS_SD = 0.25
+REGIONAL_SHAPE_SD = 0.3
+REGIONAL_BRIGHTNESS_SD = 0.3
 
 _TABLE = np.array([SURFACE[M(i)] for i in range(N_MATERIALS)], dtype=np.float32)
 _VEG = np.zeros(N_MATERIALS, dtype=bool)
