@@ -174,9 +174,10 @@ def convergence_lines(run_root: Path, stages: list[Stage]) -> list[str]:
         drop_text = "n/a" if drop is None else f"{100 * drop:+.1f} %"
         loss = record.get("final_train_loss")
         loss_text = "n/a" if loss is None else f"{loss:.4f}"
+        k = conv.get("window_epochs")
         lines.append(
-            f"{stage.name}: final train loss {loss_text}, held-out loss change over the last "
-            f"{conv.get('window_epochs')} of {conv.get('epochs')} epochs {drop_text}, "
+            f"{stage.name}: final train loss {loss_text}, {conv.get('epochs')} epochs, mean "
+            f"held-out loss of the last {k} vs the {k} before: drop {drop_text}, "
             f"converged: {'yes' if conv.get('met') else 'NO'}"
         )
     return lines

@@ -25,28 +25,29 @@ __all__ = [
 CONVERGENCE_WINDOW = 0.2
 """Share of the epochs (at least 2) over which the held-out loss must have flattened."""
 CONVERGENCE_TOLERANCE = 0.02
-"""A stage has converged when its last epochs lowered the held-out loss by less than this."""
+"""Converged: the last window's mean held-out loss is less than this below the window before."""
 
 
 class EpochMeans:
     """Sample-weighted means of scalar figures over one epoch (reduced over DDP ranks)."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
+        # Sums stay tensors on their device until the epoch ends: no host sync per step.
+        self.sums: dict[str, Tensor] = {}
         self.count = 0
 
     def add(self, values: Mapping[str, Tensor | float], n: int) -> None:
         """Add the batch means ``values`` of a batch of ``n`` samples."""
         for key, value in values.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value) * n
+            term = torch.as_tensor(value).detach().double() * n
+            self.sums[key] = self.sums[key] + term if key in self.sums else term
         self.count += n
 
     def compute(self, reduce: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
         """Return the means (``reduce`` sums a tensor over ranks) and start a new epoch."""
         keys = sorted(self.sums)
-        totals = torch.tensor(
-            [self.sums[k] for k in keys] + [float(self.count)], dtype=torch.float64
-        )
+        parts = [self.sums[k].cpu().reshape(()) for k in keys]
+        totals = torch.stack([*parts, torch.tensor(float(self.count), dtype=torch.float64)])
         if reduce is not None:
             totals = reduce(totals)
         count = float(totals[-1])
@@ -63,20 +64,22 @@ def convergence(
 ) -> dict[str, Any]:
     """Whether a held-out loss curve (one value per epoch) has flattened.
 
-    The criterion: over the last ``max(2, ceil(window * epochs))`` epochs the loss fell by less
-    than ``tolerance`` of its value before them. A loss that rises there has stopped improving
-    too (it is past its best, which the record shows).
+    The criterion: with ``k = max(2, ceil(window * epochs))``, the mean loss of the last ``k``
+    epochs is less than ``tolerance`` (relative) below the mean of the ``k`` epochs before
+    them. Means over windows, not single epochs, because a held-out set of a few dozen tiles
+    makes one epoch's loss noisy. A loss that rises has stopped improving too (it is past its
+    best, which the record shows).
 
     Returns:
-        ``met``, ``epochs``, ``window_epochs``, ``relative_drop`` (None when undefined) and the
-        criterion in words.
+        ``met``, ``epochs``, ``window_epochs``, ``relative_drop`` (None when there are fewer
+        than ``2 k`` epochs) and the criterion in words.
 
     """
     values = [float(v) for v in curve if v is not None and math.isfinite(float(v))]
     k = max(2, math.ceil(window * len(values)))
     text = (
-        f"held-out loss fell by less than {100 * tolerance:g} % over the last "
-        f"{100 * window:g} % of the epochs (at least 2)"
+        f"mean held-out loss of the last {100 * window:g} % of the epochs (at least 2) less "
+        f"than {100 * tolerance:g} % below the mean of as many epochs before them"
     )
     record: dict[str, Any] = {
         "criterion": text,
@@ -85,9 +88,10 @@ def convergence(
         "relative_drop": None,
         "met": False,
     }
-    if len(values) <= k:
+    if len(values) < 2 * k:
         return record
-    before, last = values[-k - 1], values[-1]
+    before = sum(values[-2 * k : -k]) / k
+    last = sum(values[-k:]) / k
     drop = (before - last) / max(abs(before), 1e-12)
     record.update(relative_drop=round(drop, 6), met=drop < tolerance)
     return record

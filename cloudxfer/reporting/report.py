@@ -81,9 +81,9 @@ def format_report(stage_dir: Path) -> str:
     drop_text = "n/a" if drop is None else f"{100 * drop:.1f} %"
     lines.append(
         f"stage {training.get('stage')}: {len(epochs)} epochs, final train loss "
-        f"{training.get('final_train_loss')}; converged: {verdict} (held-out loss drop over "
-        f"the last {conv.get('window_epochs')} epochs: {drop_text}; criterion: "
-        f"{conv.get('criterion')})"
+        f"{training.get('final_train_loss')}; converged: {verdict} (drop of the mean held-out "
+        f"loss, last {conv.get('window_epochs')} epochs vs as many before: {drop_text}; "
+        f"criterion: {conv.get('criterion')})"
     )
     diag = training.get("diagnostics") or {}
     for name, oa in sorted((diag.get("teacher_oa") or {}).items()):

@@ -103,12 +103,14 @@ HUNAN = Scheme(
 _AERIAL = (0.5, 3.0)  # m/px of sub-metre to metre aerial imagery (NWPU-RESISC45 role)
 _MID = (1.0, 8.0)
 _WIDE = (3.0, 12.0)  # large objects (airports, pivot fields) need coarser pixels to fit
+_FINE = (0.5, 2.0)  # a bridge deck must stay visible next to the river it crosses
+_RIVER = (1.0, 4.0)
 SOURCE = Scheme(
     "source",
     (
         ClassSpec("airport", 1, "airport", ("herbaceous",), _WIDE),
         ClassSpec("beach", 1, "beach", (), _MID),
-        ClassSpec("bridge", 1, "bridge", (), _MID),
+        ClassSpec("bridge", 1, "bridge", (), _FINE),
         ClassSpec("chaparral", 1, "chaparral", ("barren",), _AERIAL),
         ClassSpec("circular_farmland", 1, "circular_farmland", (), _WIDE),
         ClassSpec("dense_residential", 1, "dense_residential", (), _AERIAL),
@@ -122,7 +124,7 @@ SOURCE = Scheme(
         ClassSpec("medium_residential", 1, "residential", (), _AERIAL),
         ClassSpec("parking_lot", 1, "parking_lot", (), (0.3, 1.0)),
         ClassSpec("rectangular_farmland", 1, "rectangular_farmland", (), _MID),
-        ClassSpec("river", 1, "river", (), _MID),
+        ClassSpec("river", 1, "river", (), _RIVER),
         ClassSpec("sparse_residential", 1, "sparse_residential", (), _AERIAL),
     ),
 )
