@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudxfer.checkpoints import CheckpointError, read_metadata
-from cloudxfer.diagnostics import convergence
-from cloudxfer.reporting.report import TRAINING_FILENAME
+from cloudxfer.diagnostics import TRAINING_FILENAME, convergence
 from cloudxfer.runtime import available_cores
 
 __all__ = ["STAGES", "Stage", "main", "run_chain"]

@@ -16,12 +16,15 @@ from torch import Tensor
 
 __all__ = [
     "CONVERGENCE_TOLERANCE",
+    "TRAINING_FILENAME",
     "CONVERGENCE_WINDOW",
     "EpochMeans",
     "convergence",
     "teacher_diagnostics",
 ]
 
+TRAINING_FILENAME = "training.json"
+"""The training record each fit writes into its run folder."""
 CONVERGENCE_WINDOW = 0.2
 """Share of the epochs (at least 2) over which the held-out loss must have flattened."""
 CONVERGENCE_TOLERANCE = 0.02

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cloudxfer.diagnostics import TRAINING_FILENAME
+
 __all__ = ["find_stage_dirs", "format_report", "main"]
 
-TRAINING_FILENAME = "training.json"
 METRICS_PATH = Path("test") / "metrics.json"
 EPOCH_FIGURES: tuple[tuple[str, str], ...] = (
     ("loss", "train loss"),

@@ -20,10 +20,9 @@ from torch import Tensor, nn
 
 from cloudxfer.checkpoints import FORMAT_VERSION, METADATA_KEY, CheckpointError, validate_metadata
 from cloudxfer.checkpoints import load_frozen_model as _load_frozen
-from cloudxfer.diagnostics import EpochMeans, convergence, teacher_diagnostics
+from cloudxfer.diagnostics import TRAINING_FILENAME, EpochMeans, convergence, teacher_diagnostics
 from cloudxfer.metrics import SceneMetrics, write_metrics_json, write_predictions_csv
 from cloudxfer.models import modality_of
-from cloudxfer.reporting.report import TRAINING_FILENAME as REPORT_TRAINING_FILENAME
 from cloudxfer.runtime import images_to
 from cloudxfer.teachers import TeacherLogits, compute_teacher_logits, load_or_compute
 from datamodules.runfiles import write_json
@@ -33,7 +32,6 @@ __all__ = ["TRAINING_FILENAME", "TRAINING_KEY", "StageModule", "gather_rows"]
 Batch = dict[str, Any]
 TRAINING_KEY = "cloudxfer_training"
 """Checkpoint key of the training record (epochs, diagnostics) that ``test`` reports."""
-TRAINING_FILENAME = REPORT_TRAINING_FILENAME
 
 
 def gather_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
