@@ -203,7 +203,8 @@ def main() -> None:
         timer = StepTimer(skip)
         trainer = pl.Trainer(
             accelerator="cpu", devices=1, max_steps=steps, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            default_root_dir=work / "lightning", enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
             limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer],
         )  # fmt: skip
         fresh = make_module("batch")

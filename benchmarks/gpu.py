@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import lightning.pytorch as pl
@@ -54,6 +55,7 @@ def trainer_vs_plain_bf16(backbone: str, batch: int = 256, steps: int = 60) -> f
     fresh = SourceClassification(backbone=backbone, class_names=CLASSES, channels_last=True,
                                  scheduler="none")  # fmt: skip
     trainer = pl.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_epochs=1,
+                         default_root_dir=tempfile.mkdtemp(prefix="cloudxfer-gpu-"),
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          limit_val_batches=0, callbacks=[timer := StepTimer(5)])  # fmt: skip
     trainer.fit(fresh, train_dataloaders=loader)

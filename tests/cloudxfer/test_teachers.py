@@ -437,12 +437,16 @@ class RecordTeacherLogits(pl.Callback):
         self.losses.append(float(loss))
 
 
-def fit(module: StageModule, dm: Sen12msCloudDataModule) -> RecordTeacherLogits:
+def fit(
+    module: StageModule, dm: pl.LightningDataModule, root: Path | None = None
+) -> RecordTeacherLogits:
+    root = root or dm.store_dir.parent / "run"  # where training.json goes
     record = RecordTeacherLogits()
     trainer = pl.Trainer(
         max_steps=2,
         accelerator="cpu",
         devices=1,
+        default_root_dir=root,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -453,6 +457,7 @@ def fit(module: StageModule, dm: Sen12msCloudDataModule) -> RecordTeacherLogits:
     )
     trainer.fit(module, datamodule=dm)
     assert trainer.global_step == 2
+    assert (root / "training.json").is_file()
     assert len(record.losses) == 2 and all(np.isfinite(record.losses))
     return record
 
@@ -538,7 +543,7 @@ def test_fit_with_a_plain_datamodule_runs_teachers_live(setting, monkeypatch) ->
         train_dataset=dm.subset_dataset("unlabelled"), batch_size=8
     )
     module = target_module(dm, files, **OPTIMISER)
-    record = fit(module, plain)
+    record = fit(module, plain, dm.store_dir.parent / "run")
     assert record.logits == [None]
     assert calls == []
 
