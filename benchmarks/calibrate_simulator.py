@@ -304,7 +304,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="SEN12MS-layout target set")
     parser.add_argument("--source", type=Path, required=True, help="ImageFolder source set")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs of the all-label runs")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the all-label runs")
     parser.add_argument(
         "--labelled-epochs", type=int, default=100, help="epochs of the 20-per-class run"
     )
