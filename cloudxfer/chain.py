@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cloudxfer.checkpoints import CheckpointError, read_metadata
 from cloudxfer.diagnostics import TRAINING_FILENAME, convergence
+from cloudxfer.reporting.report import convergence_summary, read_record
 from cloudxfer.runtime import available_cores
 
 __all__ = ["STAGES", "Stage", "main", "run_chain"]
@@ -163,22 +164,9 @@ def convergence_lines(run_root: Path, stages: list[Stage]) -> list[str]:
     lines = []
     for stage in stages:
         path = run_root / stage.name / TRAINING_FILENAME
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            lines.append(f"{stage.name}: no training record ({path})")
-            continue
-        conv = record.get("convergence") or {}
-        drop = conv.get("relative_drop")
-        drop_text = "n/a" if drop is None else f"{100 * drop:+.1f} %"
-        loss = record.get("final_train_loss")
-        loss_text = "n/a" if loss is None else f"{loss:.4f}"
-        k = conv.get("window_epochs")
-        lines.append(
-            f"{stage.name}: final train loss {loss_text}, {conv.get('epochs')} epochs, mean "
-            f"held-out loss of the last {k} vs the {k} before: drop {drop_text}, "
-            f"converged: {'yes' if conv.get('met') else 'NO'}"
-        )
+        record = read_record(path)
+        summary = f"no training record ({path})" if record is None else convergence_summary(record)
+        lines.append(f"{stage.name}: {summary}")
     return lines
 
 

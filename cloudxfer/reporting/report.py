@@ -18,7 +18,7 @@ from typing import Any
 
 from cloudxfer.diagnostics import TRAINING_FILENAME
 
-__all__ = ["find_stage_dirs", "format_report", "main"]
+__all__ = ["convergence_summary", "find_stage_dirs", "format_report", "main", "read_record"]
 
 METRICS_PATH = Path("test") / "metrics.json"
 EPOCH_FIGURES: tuple[tuple[str, str], ...] = (
@@ -32,12 +32,28 @@ EPOCH_FIGURES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path) -> dict[str, Any] | None:
+    """Return a JSON object a run wrote (``training.json``, ``metrics.json``), or None."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def convergence_summary(training: dict[str, Any]) -> str:
+    """One line: final train loss, epochs, window drop of the held-out loss, the verdict."""
+    conv = training.get("convergence") or {}
+    drop = conv.get("relative_drop")
+    drop_text = "n/a" if drop is None else f"{100 * drop:+.1f} %"
+    loss = training.get("final_train_loss")
+    loss_text = "n/a" if loss is None else f"{loss:.4f}"
+    k = conv.get("window_epochs")
+    return (
+        f"final train loss {loss_text}, {conv.get('epochs')} epochs, mean held-out loss of the "
+        f"last {k} vs the {k} before: drop {drop_text}, "
+        f"converged: {'yes' if conv.get('met') else 'NO'}"
+    )
 
 
 def find_stage_dirs(run_dir: Path) -> list[Path]:
@@ -57,8 +73,8 @@ def _pct(value: Any) -> str:
 
 def format_report(stage_dir: Path) -> str:
     """Return the report of one stage folder as text."""
-    metrics = _read(stage_dir / METRICS_PATH)
-    training = _read(stage_dir / TRAINING_FILENAME)
+    metrics = read_record(stage_dir / METRICS_PATH)
+    training = read_record(stage_dir / TRAINING_FILENAME)
     if training is None and metrics is not None:
         training = metrics.get("training")
     lines = [f"== {stage_dir}"]
@@ -76,16 +92,8 @@ def format_report(stage_dir: Path) -> str:
         lines.append("training record: none (no training.json)")
         return "\n".join(lines)
     epochs = training.get("epochs") or []
-    conv = training.get("convergence") or {}
-    drop = conv.get("relative_drop")
-    verdict = "yes" if conv.get("met") else "NO"
-    drop_text = "n/a" if drop is None else f"{100 * drop:.1f} %"
-    lines.append(
-        f"stage {training.get('stage')}: {len(epochs)} epochs, final train loss "
-        f"{training.get('final_train_loss')}; converged: {verdict} (drop of the mean held-out "
-        f"loss, last {conv.get('window_epochs')} epochs vs as many before: {drop_text}; "
-        f"criterion: {conv.get('criterion')})"
-    )
+    lines.append(f"stage {training.get('stage')}: {convergence_summary(training)}")
+    lines.append(f"criterion: {(training.get('convergence') or {}).get('criterion')}")
     diag = training.get("diagnostics") or {}
     for name, oa in sorted((diag.get("teacher_oa") or {}).items()):
         lines.append(
