@@ -249,7 +249,10 @@ def main() -> None:
     if torch.cuda.is_available():
         from benchmarks.gpu import trainer_vs_plain_bf16
 
-        report(results, "gpu_trainer_vs_plain_bf16", trainer_vs_plain_bf16(prof["target_backbone"]))
+        gpu = trainer_vs_plain_bf16(prof["target_backbone"])
+        name = torch.cuda.get_device_name()
+        print(f"GPU {name}: bf16 train img/s Trainer {gpu.trainer:.0f}, plain {gpu.plain:.0f}")
+        report(results, "gpu_trainer_vs_plain_bf16", gpu.ratio)
     else:
         print("GPU figures: no GPU on this machine (run make bench where one is lent)")
     args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

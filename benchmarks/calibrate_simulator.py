@@ -160,7 +160,7 @@ def load_source(root: Path, seed: int) -> dict[str, tuple[torch.Tensor, torch.Te
 def dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Apply a random flip/transpose (one of the 8 dihedral maps) to each image."""
     n = x.shape[0]
-    flips = torch.rand(3, n, generator=gen) < 0.5
+    flips = (torch.rand(3, n, generator=gen) < 0.5).to(x.device)
     x = torch.where(flips[0].view(n, 1, 1, 1), x.flip(-1), x)
     x = torch.where(flips[1].view(n, 1, 1, 1), x.flip(-2), x)
     return torch.where(flips[2].view(n, 1, 1, 1), x.transpose(-1, -2), x)
@@ -174,6 +174,7 @@ def train_model(
     seed: int,
     batch_size: int,
     lr: float,
+    device: str = "cpu",
 ) -> nn.Module:
     """Train a ResNet-18 from scratch (Adam, cosine schedule, dihedral augmentation).
 
@@ -185,6 +186,7 @@ def train_model(
         seed: Seeds the initialisation, the shuffling and the augmentation.
         batch_size: Batch size.
         lr: Peak learning rate.
+        device: Where to train (the recorded figures are CPU runs; a GPU explores faster).
 
     Returns:
         The trained model in eval mode.
@@ -192,7 +194,8 @@ def train_model(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = resnet18(num_classes=num_classes).to(memory_format=torch.channels_last)
+    model = resnet18(num_classes=num_classes).to(device, memory_format=torch.channels_last)
+    x, y = x.to(device), y.to(device)
     steps = epochs * math.ceil(len(x) / batch_size)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -202,7 +205,7 @@ def train_model(
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), batch_size):
-            index = order[start : start + batch_size]
+            index = order[start : start + batch_size].to(device)
             if len(index) < 2:
                 continue  # BatchNorm needs more than one sample
             batch = dihedral(x[index], gen).contiguous(memory_format=torch.channels_last)
@@ -216,19 +219,28 @@ def train_model(
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Return the predicted class of every image."""
+    """Return the predicted class of every image (on the CPU)."""
     model.eval()
-    return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    device = next(model.parameters()).device
+    return torch.cat(
+        [
+            model(x[i : i + batch_size].to(device)).argmax(1).cpu()
+            for i in range(0, len(x), batch_size)
+        ]
+    )
 
 
 @torch.no_grad()
 def features(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Return the pooled 512-d encoder features of a ResNet-18 (head bypassed)."""
+    """Return the pooled 512-d encoder features of a ResNet-18 (head bypassed), on the CPU."""
     model.eval()
+    device = next(model.parameters()).device
     fc = model.fc
     model.fc = nn.Identity()
     try:
-        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+        )
     finally:
         model.fc = fc
 
@@ -302,13 +314,17 @@ def check_targets(r: dict[str, float]) -> dict[str, bool]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="SEN12MS-layout target set")
-    parser.add_argument("--source", type=Path, required=True, help="ImageFolder source set")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of the all-label runs")
+    parser.add_argument("--data", type=Path, help="SEN12MS-layout target set")
+    parser.add_argument("--source", type=Path, help="ImageFolder source set")
+    parser.add_argument(
+        "--epochs", type=int, default=25, help="epochs of the all-label runs (R1, R2)"
+    )
     parser.add_argument(
         "--labelled-epochs", type=int, default=100, help="epochs of the 20-per-class run"
     )
-    parser.add_argument("--source-epochs", type=int, default=None, help="default: --epochs")
+    parser.add_argument(
+        "--source-epochs", type=int, default=10, help="epochs of the source model (R4)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument(
@@ -323,6 +339,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=2, help="torch CPU threads (use 1 on a busy machine)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the R figures here")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="combine the training seeds of these --json records (same settings) instead",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of the training loops (recorded figures: cpu; a GPU for exploring)",
+    )
     parser.add_argument(
         "--figures",
         nargs="+",
@@ -372,7 +400,7 @@ def run_seed(
 ) -> SeedRun:
     """Train every calibration model with one training seed and score it."""
     n = len(data.classes)
-    fit = dict(seed=seed, batch_size=args.batch_size, lr=args.lr)
+    fit = dict(seed=seed, batch_size=args.batch_size, lr=args.lr, device=args.device)
     train, labelled, test, cloudy = data.train, data.labelled, data.test, data.cloudy
     figures: dict[str, float] = {}
 
@@ -396,8 +424,7 @@ def run_seed(
         add("R3", accuracy(predict(small_model, test.opt), test.label))
     if "R4" in wanted:
         src_x, src_y = data.source["train"]
-        source_epochs = args.source_epochs or args.epochs
-        src_model = train_model(src_x, src_y, int(src_y.max()) + 1, source_epochs, **fit)
+        src_model = train_model(src_x, src_y, int(src_y.max()) + 1, args.source_epochs, **fit)
         val_x, val_y = data.source["val"]
         add("R4_source_val", accuracy(predict(src_model, val_x), val_y))
         torch.manual_seed(seed)
@@ -421,9 +448,105 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+SETTINGS: tuple[str, ...] = (
+    "data", "source", "split_seed", "epochs", "labelled_epochs", "source_epochs",
+    "batch_size", "lr", "threads", "device",
+)  # fmt: skip
+"""Arguments that must agree between runs whose training seeds are merged (``--merge``)."""
+
+
+@dataclass
+class Summary:
+    """Mean, std and target checks of per-seed figures."""
+
+    per_seed: dict[str, list[float]]
+    train_seeds: list[int]
+    chance: float
+    mean: dict[str, float]
+    std: dict[str, float]
+    checks: dict[str, bool]
+
+
+def summarise(per_seed: dict[str, list[float]], train_seeds: list[int], chance: float) -> Summary:
+    """Average the figures over training seeds and check the targets (if all were computed)."""
+    mean = {key: float(np.mean(v)) for key, v in per_seed.items()}
+    std = {key: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for key, v in per_seed.items()}
+    mean["chance"] = chance
+    checks = check_targets(mean) if all(key in mean for key in TARGETS) else {}
+    return Summary(per_seed, train_seeds, chance, mean, std, checks)
+
+
+def print_figures(summary: Summary, figures: Sequence[str]) -> None:
+    """Print one row per figure (mean, std, per seed) and the target verdicts."""
+    print(f"{'':3s} {'setting':38s} {'train':16s} {'test':14s} {'OA %':>6s} {'std':>5s}  per seed")
+    for key, name, train_on, test_on in ROWS:
+        if key not in summary.mean:
+            continue
+        label = {"R4_source_val": "R4s", "R4_random_encoder": ""}.get(key, key)
+        seeds = " ".join(f"{v:.1f}" for v in summary.per_seed[key])
+        print(
+            f"{label:3s} {name:38s} {train_on:16s} {test_on:14s} {summary.mean[key]:6.1f} "
+            f"{summary.std[key]:5.1f}  {seeds}"
+        )
+    if summary.checks:
+        print("\nTargets (on the mean over training seeds; R4s = R4_source_val):")
+        for key, text in TARGETS.items():
+            print(f"  {key:14s} {'met' if summary.checks[key] else 'NOT met':8s} {text}")
+    else:
+        print(f"\nTargets not checked: only {' '.join(figures)} computed")
+
+
+def write_record(path: Path, summary: Summary, settings: dict[str, object]) -> None:
+    """Write the R figures (mean), std, per-seed values, settings and verdicts as JSON."""
+    record: dict[str, object] = {
+        key: round(summary.mean[key], 2)
+        for key in ("R1", "R2", "R3", "R4", "R4_source_val", "R5", "chance")
+        if key in summary.mean
+    }
+    record.update(
+        std={key: round(v, 2) for key, v in summary.std.items()},
+        per_seed=summary.per_seed,
+        train_seeds=summary.train_seeds,
+        targets_met=summary.checks,
+        settings=settings,
+    )
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def merge(paths: Sequence[Path], out: Path | None) -> int:
+    """Combine the training seeds of several ``--json`` records of one setting into one summary.
+
+    Lets the seeds of one calibration run on different machines or days; the records must
+    share every setting in ``SETTINGS`` and have no training seed in common.
+    """
+    records = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    first = records[0].get("settings")
+    for path, record in zip(paths, records, strict=True):
+        if record.get("settings") != first:
+            raise SystemExit(f"{path}: settings differ from {paths[0]}; cannot merge")
+    seeds = [seed for record in records for seed in record["train_seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"training seeds repeat across the records: {seeds}")
+    keys = [key for key in records[0]["per_seed"] if all(key in r["per_seed"] for r in records)]
+    per_seed = {key: [v for r in records for v in r["per_seed"][key]] for key in keys}
+    summary = summarise(per_seed, seeds, float(records[0]["chance"]))
+    print(f"Calibration merged from {' '.join(map(str, paths))}")
+    print(
+        f"settings {json.dumps(first, sort_keys=True)}; training seeds {' '.join(map(str, seeds))}"
+    )
+    print_figures(summary, keys)
+    if out is not None:
+        write_record(out, summary, first)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the calibration for every training seed, print the table and check the targets."""
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.json)
+    if args.data is None or args.source is None:
+        raise SystemExit("--data and --source are required (unless --merge)")
     torch.set_num_threads(args.threads)
     start = time.time()
 
@@ -439,20 +562,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     runs = [run_seed(data, args, seed, log) for seed in args.train_seeds]
     per_seed = {key: [run.figures[key] for run in runs] for key in runs[0].figures}
-    mean = {key: float(np.mean(v)) for key, v in per_seed.items()}
-    std = {key: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for key, v in per_seed.items()}
-    mean["chance"] = 100.0 / n
+    summary = summarise(per_seed, list(args.train_seeds), 100.0 / n)
     counts = torch.bincount(data.test.label, minlength=n)
     majority = 100.0 * float(counts.max()) / len(data.test.label)
-    complete = all(key in mean for key in TARGETS)
-    checks = check_targets(mean) if complete else {}
-
     cover = 100 * float(data.cloudy.cloud_fraction.mean())
-    source_epochs = args.source_epochs or args.epochs
     print(
         f"Calibration: data {args.data}, source {args.source}, split seed {args.split_seed}, "
         f"training seeds {' '.join(map(str, args.train_seeds))}, epochs "
-        f"{args.epochs}/{args.labelled_epochs}/{source_epochs} (all/20-per-class/source), "
+        f"{args.epochs}/{args.labelled_epochs}/{args.source_epochs} (all/20-per-class/source), "
         f"ResNet-18 from scratch, Adam lr {args.lr}, batch {args.batch_size}"
     )
     print(
@@ -460,42 +577,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"test {len(data.test.label)} (clouded test: mean cloud cover {cover:.0f} %); "
         f"source train {len(data.source['train'][1])}, val {len(data.source['val'][1])}"
     )
-    print(f"{'':3s} {'setting':38s} {'train':16s} {'test':14s} {'OA %':>6s} {'std':>5s}  per seed")
-    for name, value in (("uniform (1 / classes)", mean["chance"]), ("majority class", majority)):
+    for name, value in (("uniform (1 / classes)", summary.chance), ("majority class", majority)):
         print(f"{'':3s} {'chance: ' + name:38s} {'-':16s} {'test':14s} {value:6.1f}")
-    for key, name, train_on, test_on in ROWS:
-        if key not in mean:
-            continue
-        label = {"R4_source_val": "R4s", "R4_random_encoder": ""}.get(key, key)
-        seeds = " ".join(f"{v:.1f}" for v in per_seed[key])
-        print(
-            f"{label:3s} {name:38s} {train_on:16s} {test_on:14s} {mean[key]:6.1f} "
-            f"{std[key]:5.1f}  {seeds}"
-        )
-    if complete:
-        print("\nTargets (on the mean over training seeds; R4s = R4_source_val):")
-        for key, text in TARGETS.items():
-            print(f"  {key:14s} {'met' if checks[key] else 'NOT met':8s} {text}")
-    else:
-        print(f"\nTargets not checked: only {' '.join(args.figures)} computed")
+    print_figures(summary, args.figures)
     for title, pred in (("(2) SAR", runs[0].sar_pred), ("(1) optical", runs[0].opt_pred)):
         if len(pred):
             matrix = confusion(pred, data.test.label, n)
             print_confusion(f"{title} confusion, first seed", matrix, data.classes)
     print(f"\ntotal time {time.time() - start:.0f} s")
     if args.json is not None:
-        record = {
-            key: round(mean[key], 2)
-            for key in ("R1", "R2", "R3", "R4", "R4_source_val", "R5", "chance")
-            if key in mean
-        }
-        extra = {
-            "std": {key: round(v, 2) for key, v in std.items()},
-            "per_seed": per_seed,
-            "train_seeds": list(args.train_seeds),
-            "targets_met": checks,
-        }
-        args.json.write_text(json.dumps({**record, **extra}, indent=2) + "\n", encoding="utf-8")
+        settings = {key: str(v) if isinstance(v, Path) else v for key, v in vars(args).items()}
+        write_record(args.json, summary, {key: settings[key] for key in SETTINGS})
     return 0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from cloudxfer.sim.materials import N_MATERIALS, ROOFS
 from cloudxfer.sim.materials import Material as M
 from cloudxfer.sim.scene import SceneConditions
-from cloudxfer.sim.textures import block_mean, fractal_field, shift
+from cloudxfer.sim.textures import block_mean, fractal_field, gaussian_smooth, shift
 
 REFERENCE_INCIDENCE_DEG = 35.0
 
@@ -49,20 +49,25 @@ MOISTURE_RESPONSE: dict[M, float] = {
 TEXTURE_DB = 1.2  # within-class structural variation of sigma0 (biomass, roughness), dB
 # Tile-to-tile spread of each material's mean backscatter (dB): the ROIs span the globe, so
 # one land-cover type varies in biomass, roughness, row direction and local wetness.
-MATERIAL_SD_DB = 1.5
+MATERIAL_SD_DB = 3.0
 # Extra VH-only spread (dB): the cross-polarisation ratio VV - VH of one material is not a
 # constant but depends on canopy structure, growth stage and soil roughness (grassland, crops
 # and bare soil span roughly 5-10 dB across sites), so VV and VH vary only partly together.
-CROSS_POL_SD_DB = 1.0
+CROSS_POL_SD_DB = 1.5
 # Local soil-moisture departure of one 640 m tile from its scene (rain cells, irrigation,
 # drainage); weighted per material by MOISTURE_RESPONSE like the scene-wide shift.
-LOCAL_MOISTURE_SD_DB = 1.5
+LOCAL_MOISTURE_SD_DB = 2.5
 WIND_ROUGHENING_DB = (0.0, 5.0)  # wind-roughened water brightens VV by up to ~5 dB
 WIND_VH_SHARE = 0.5  # VH responds to wind about half as much as VV
 BRIGHT_POINT_PROB = 0.08  # share of building sub-pixels hosting a strong point target
 BRIGHT_POINT_DB = (5.0, 15.0)  # corner reflectors, facades aligned with the radar
 DOUBLE_BOUNCE_DB = 6.0  # extra return where a facade faces the radar (ground-wall dihedral)
 RANGE_LOOK = (0, 1)  # radar looks along +x in image coordinates (right-looking, ascending)
+# IW GRD high-resolution products are delivered on a 10 m grid but resolve about 20 x 22 m
+# (range x azimuth), so edges are smeared over about two pixels and the speckle is correlated
+# over them: a Gaussian point-spread function with a 2-pixel FWHM, applied to the intensity
+# and to the speckle, whose ENL per pixel stays the product's.
+RESOLUTION_FWHM_PX = 2.0
 NOISE_FLOOR_DB = -32.0  # residual thermal noise after noise removal (NESZ ~ -22 dB before)
 NAN_VALUE = np.float32(np.nan)
 
@@ -71,6 +76,23 @@ _SLOPE = np.array([INCIDENCE_SLOPE_DB[M(i)] for i in range(N_MATERIALS)], np.flo
 _MOIST = np.array([MOISTURE_RESPONSE[M(i)] for i in range(N_MATERIALS)], np.float32)
 _ROOF = np.zeros(N_MATERIALS, dtype=bool)
 _ROOF[list(ROOFS)] = True
+
+
+_PSF_SIGMA_PX = RESOLUTION_FWHM_PX / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+
+def correlated_speckle(shape: tuple[int, ...], enl: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit-mean speckle with ``enl`` looks per pixel, correlated over the resolution cell.
+
+    Smoothing independent gamma draws of shape k with a kernel w leaves the mean at 1 and
+    divides the variance by 1 / sum(w^2), so k = enl * sum(w^2) gives the product's ENL.
+    """
+    delta = np.zeros(shape[-2:], np.float32)
+    delta[0, 0] = 1.0
+    weight_sq = float((gaussian_smooth(delta, _PSF_SIGMA_PX) ** 2).sum())
+    k = enl * weight_sq
+    raw = rng.gamma(k, 1.0 / k, shape).astype(np.float32)
+    return np.maximum(gaussian_smooth(raw, _PSF_SIGMA_PX), 1e-6)
 
 
 def render_sar(
@@ -102,9 +124,9 @@ def render_sar(
     )
     db[0] += boost.astype(np.float32)
     db[1] += 0.5 * boost.astype(np.float32)  # double bounce is mostly co-polarised
-    linear = block_mean(10.0 ** (db / 10.0), supersample)
-    linear = linear + 10.0 ** (NOISE_FLOOR_DB / 10.0)
-    speckle = rng.gamma(scene.enl, 1.0 / scene.enl, linear.shape)
+    linear = gaussian_smooth(block_mean(10.0 ** (db / 10.0), supersample), _PSF_SIGMA_PX)
+    linear = np.maximum(linear, 0.0) + 10.0 ** (NOISE_FLOOR_DB / 10.0)
+    speckle = correlated_speckle(linear.shape, scene.enl, rng)
     out = (10.0 * np.log10(linear * speckle)).astype(np.float32)
     if nan_fraction > 0:
         out[:, rng.random(out.shape[1:]) < nan_fraction] = NAN_VALUE

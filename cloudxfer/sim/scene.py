@@ -42,7 +42,7 @@ SUN_ZENITH_SPREAD = 8.0
 AEROSOL_RANGE = (0.6, 1.8)  # path radiance scale relative to a moderately clear atmosphere
 RADIOMETRIC_GAIN_SD = 0.04  # scene-to-scene calibration/BRDF brightness spread (relative)
 INCIDENCE_RANGE = (30.0, 45.0)  # Sentinel-1 IW swath incidence angles (degrees)
-SOIL_MOISTURE_SD_DB = 1.5  # scene wetness shifts sigma0 of soil and low vegetation (dB)
+SOIL_MOISTURE_SD_DB = 3.0  # scene wetness shifts sigma0 of soil and low vegetation (dB)
 SAR_CALIBRATION_SD_DB = 0.3  # absolute calibration spread of S1 GRD (dB)
 ENL_RANGE = (4.0, 5.0)  # equivalent number of looks of S1 IW GRD high resolution
 

@@ -126,6 +126,15 @@ SOURCE = Scheme(
         ClassSpec("rectangular_farmland", 1, "rectangular_farmland", (), _MID),
         ClassSpec("river", 1, "river", (), _RIVER),
         ClassSpec("sparse_residential", 1, "sparse_residential", (), _AERIAL),
+        # classes of AID / NWPU-RESISC45 kind built from the layouts the target classes use
+        # (bare soil, parcels, small water bodies, marsh, shrubs, villages), seen at aerial
+        # scale: building blocks the source domain shares with the target at another scale
+        ClassSpec("bare_land", 1, "barren", ("scrub",), _MID),
+        ClassSpec("farmland", 1, "agricultural", ("road",), _MID),
+        ClassSpec("pond", 1, "water", ("herbaceous",), _MID),
+        ClassSpec("wetland", 1, "herbaceous", ("water",), _MID),
+        ClassSpec("shrubland", 1, "scrub", ("barren",), _MID),
+        ClassSpec("village", 1, "village", ("agricultural",), _MID),
     ),
 )
 

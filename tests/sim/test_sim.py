@@ -17,6 +17,7 @@ from PIL import Image
 from cloudxfer.sim import generate
 from cloudxfer.sim.cli import main
 from cloudxfer.sim.generate import PatchPlan, plan_target, render_target
+from cloudxfer.sim.sar import correlated_speckle
 from cloudxfer.sim.scene import SEASONS, draw_scene
 from cloudxfer.sim.schemes import HUNAN, SEN12MS_CLOUD, SOURCE
 
@@ -153,6 +154,21 @@ def test_physical_sanity_of_spectra_and_backscatter() -> None:
     assert mean("Barren", 10) < 100
     # speckle: pixel-to-pixel VV spread of a homogeneous class is several dB
     assert np.mean([x.s1[0].std() for x in s["Herbaceous"]]) > 1.5
+
+
+@pytest.mark.parametrize("enl", [4.0, 5.0])
+def test_speckle_keeps_the_products_looks_and_is_correlated(enl: float) -> None:
+    speckle = correlated_speckle((2, 256, 256), enl, np.random.default_rng(3))
+    assert speckle.mean() == pytest.approx(1.0, abs=0.01)
+    assert 1.0 / speckle.var() == pytest.approx(enl, rel=0.1)  # ENL per pixel is the scene's
+
+    # a 20 m resolution cell on a 10 m grid: neighbours share part of their speckle, pixels
+    # four apart almost none
+    def corr(shift: int) -> float:
+        a, b = speckle[0, :, :-shift].ravel(), speckle[0, :, shift:].ravel()
+        return float(np.corrcoef(a, b)[0, 1])
+
+    assert corr(1) > 0.3 and abs(corr(4)) < 0.1
 
 
 def test_sar_nan_flag() -> None:
