@@ -185,6 +185,12 @@ def _chain(args: list[str]) -> int:
     return chain_main(args)
 
 
+def _run(args: list[str]) -> int:
+    from cloudxfer.runner.cli import main as run_main
+
+    return run_main(args)
+
+
 def _plot(args: list[str]) -> int:
     from cloudxfer.reporting.curves import main as plot_main
 
@@ -200,6 +206,7 @@ def _report(args: list[str]) -> int:
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synth": _synth,
     "chain": _chain,
+    "run": _run,
     "plot": _plot,
     "report": _report,
 }

@@ -137,8 +137,11 @@ def test_target_stage_logs_per_modality_losses_and_irm(chain_run: Path) -> None:
 @pytest.mark.slow
 def test_chain_resumes_by_skipping_complete_stages(chain_run: Path) -> None:
     result = cloudxfer("chain", "--profile", "smoke", "--out", str(chain_run), "--no-compare")
+    lines = result.stdout.splitlines()
     for stage in ("source_pretrain", "source_finetune", "aux_opt", "aux_sar", "target"):
-        assert f"= {stage}: complete, skipped" in result.stdout
+        (line,) = [x for x in lines if f"] {stage} seed 0:" in x]
+        assert "(reused;" in line
+    assert not any("target_noirm" in x for x in lines if x.startswith("["))
 
 
 @pytest.mark.slow

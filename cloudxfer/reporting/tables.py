@@ -1,0 +1,146 @@
+"""Result tables from the runs' ``metrics.json`` files (never from memory).
+
+One row per method in registry order, OA / AA / Kappa overall, on cloudy and on clear test
+tiles, as the mean over seeds with the std and the number of seeds. Runs of other profiles,
+data sets or overrides are refused: one table describes one setting.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloudxfer.runner.methods import method
+
+__all__ = ["TableRow", "collect", "format_markdown", "write_csv"]
+
+METRICS = Path("test") / "metrics.json"
+RECORD = "run.json"
+COLUMNS: tuple[tuple[str, str, bool], ...] = tuple(
+    (f"{name}{title}", f"{key}{suffix}", percent)
+    for suffix, title in (("", ""), ("_cloudy", " cloudy"), ("_clear", " clear"))
+    for name, key, percent in (("OA", "oa", True), ("AA", "aa", True), ("Kappa", "kappa", False))
+)
+"""(column title, metrics.json key, shown in percent)."""
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One method's scores over its seeds."""
+
+    method: str
+    label: str
+    group: str
+    seeds: tuple[int, ...]
+    values: dict[str, tuple[float, ...]]
+    """Per metrics key, one value per seed (missing keys: no value)."""
+    counts: dict[str, Any]
+    """Test tile counts (``n``, ``n_cloudy``, ``n_clear``) of the first seed."""
+
+    def mean_std(self, key: str) -> tuple[float, float] | None:
+        """Mean and sample std of ``key`` over seeds (std 0 for one seed); None if absent."""
+        values = self.values.get(key, ())
+        if not values:
+            return None
+        mean = sum(values) / len(values)
+        if len(values) < 2:
+            return mean, 0.0
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        return mean, math.sqrt(var)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read a run's results ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def collect(run_dirs: Sequence[Path]) -> list[TableRow]:
+    """Read every tested run folder's record and metrics; one row per method, input order.
+
+    Raises:
+        ValueError: A folder has no record or metrics, or the runs mix settings (profile,
+            data set, overrides).
+
+    """
+    by_method: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    setting: dict[str, Any] | None = None
+    for directory in run_dirs:
+        record = _read(directory / RECORD)
+        if setting is None:
+            setting = record.get("setting")
+        elif record.get("setting") != setting:
+            raise ValueError(
+                f"{directory}: made with {record.get('setting')}, the table's other runs with "
+                f"{setting}; one table holds one profile, data set and set of overrides"
+            )
+        by_method.setdefault(str(record["method"]), []).append((record, _read(directory / METRICS)))
+    rows = []
+    for name, entries in by_method.items():
+        m = method(name)
+        seeds = tuple(int(r["seed"]) for r, _ in entries)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{name}: seed repeated in the table's runs: {seeds}")
+        values = {
+            key: tuple(float(mt[key]) for _, mt in entries if _is_number(mt.get(key)))
+            for key in sorted({key for _, mt in entries for key in mt})
+            if key not in ("n", "n_cloudy", "n_clear")
+        }
+        counts = {k: entries[0][1].get(k) for k in ("n", "n_cloudy", "n_clear")}
+        rows.append(TableRow(name, m.label, m.group, seeds, values, counts))
+    return rows
+
+
+def _cell(row: TableRow, key: str, percent: bool) -> str:
+    stats = row.mean_std(key)
+    if stats is None:
+        return "n/a"
+    mean, std = (100 * stats[0], 100 * stats[1]) if percent else stats
+    digits = 2 if percent else 3
+    text = f"{mean:.{digits}f}"
+    return text if len(row.seeds) < 2 else f"{text} ± {std:.{digits}f}"
+
+
+def format_markdown(rows: Sequence[TableRow]) -> str:
+    """Markdown table (mean ± std over seeds when there are several; n = seeds)."""
+    header = "| model | " + " | ".join(title for title, _, _ in COLUMNS) + " | n |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    for row in rows:
+        cells = [_cell(row, key, percent) for _, key, percent in COLUMNS]
+        lines.append(f"| {row.label} | " + " | ".join(cells) + f" | {len(row.seeds)} |")
+    if rows:
+        c = rows[-1].counts
+        lines.append(
+            f"\nTest tiles: {c.get('n')} ({c.get('n_cloudy')} cloudy, {c.get('n_clear')} clear)."
+        )
+    return "\n".join(lines)
+
+
+def write_csv(rows: Sequence[TableRow], path: Path) -> Path:
+    """Write one line per method: mean and std of every column, seeds and their count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        titles = [t for title, _, _ in COLUMNS for t in (title, f"{title} std")]
+        writer.writerow(["method", "group", "label", *titles, "n_seeds", "seeds"])
+        for row in rows:
+            cells: list[str] = []
+            for _, key, _ in COLUMNS:
+                stats = row.mean_std(key)
+                cells += ["", ""] if stats is None else [f"{stats[0]:.6f}", f"{stats[1]:.6f}"]
+            seeds = " ".join(map(str, row.seeds))
+            writer.writerow([row.method, row.group, row.label, *cells, len(row.seeds), seeds])
+    return path

@@ -1,0 +1,133 @@
+"""``cloudxfer run``: run methods over seeds through the runner and write their table.
+
+Every run is the ``cloudxfer fit`` / ``test`` subprocess a user would type (``--print-commands``
+lists them in dependency order for a cluster scheduler); finished runs are reused, interrupted
+ones resume. Within one run, several GPUs or nodes are Lightning's DDP (``--trainer.devices``,
+``torchrun``, SLURM); ``--jobs`` runs independent runs side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cloudxfer.reporting.tables import collect, format_markdown, write_csv
+from cloudxfer.runner.executor import RunnerError, execute
+from cloudxfer.runner.methods import METHODS
+from cloudxfer.runner.plan import EXPERIMENTS, PlannedRun, Setting, plan, profile_path
+from cloudxfer.runtime import available_cores
+
+__all__ = ["add_setting_arguments", "main", "prepare_data", "setting_from"]
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``chain``: profile, data set, data roots, simulation."""
+    parser.add_argument("--profile", default="quick", help="profile name or YAML path")
+    parser.add_argument("--dataset", default="sen12ms_cloud", help="folder under experiments/")
+    parser.add_argument("--data-root", type=Path, default=None, help="target data root")
+    parser.add_argument("--source-root", type=Path, default=None, help="source data root")
+    parser.add_argument(
+        "--synth", action="store_true", help="simulate missing data under OUT/data first"
+    )
+    parser.add_argument("--pairs", type=int, default=1200, help="simulated target pairs")
+    parser.add_argument("--per-class", type=int, default=60, help="simulated source images")
+    parser.add_argument("--seed", type=int, default=0, help="simulator seed")
+    parser.add_argument("--jobs", type=int, default=1, help="independent runs side by side")
+    parser.add_argument(
+        "--print-commands",
+        action="store_true",
+        help="print every fit/test command in dependency order and stop",
+    )
+
+
+def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
+    """Return the target and source roots, simulating missing ones under ``out`` if asked."""
+    data_root = (args.data_root or out / "data" / "target").resolve()
+    source_root = (args.source_root or out / "data" / "source").resolve()
+    if args.synth and not args.print_commands:
+        from cloudxfer.sim.cli import main as synth
+
+        scheme = "hunan" if args.dataset == "cloudy_pairs" else "sen12ms_cloud"
+        workers = str(available_cores())
+        if not data_root.exists():
+            synth(["target", "--out", str(data_root), "--pairs", str(args.pairs),
+                   "--seed", str(args.seed), "--scheme", scheme, "--workers", workers])  # fmt: skip
+        if not source_root.exists():
+            synth(["source", "--out", str(source_root), "--per-class", str(args.per_class),
+                   "--seed", str(args.seed), "--workers", workers])  # fmt: skip
+    return data_root, source_root
+
+
+def setting_from(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, out: Path, overrides: list[str]
+) -> Setting:
+    """Build the runs' setting; the parser reports a missing profile or data set folder."""
+    profile = profile_path(args.profile)
+    for path in (profile, EXPERIMENTS / args.dataset):
+        if not path.exists():
+            parser.error(f"{path}: not found")
+    data_root, source_root = prepare_data(args, out)
+    return Setting(
+        profile=profile,
+        dataset=args.dataset,
+        overrides=(
+            f"--profile.data_root={data_root}",
+            f"--profile.source_root={source_root}",
+            *overrides,
+        ),  # fmt: skip
+        run_root=lambda seed: out / f"seed{seed}",
+    )
+
+
+def print_commands(runs: Sequence[PlannedRun]) -> None:
+    """Write every command in dependency order (fit, then test for scored runs)."""
+    for run in runs:
+        print(f"# {run.method.name} seed {run.seed} (id {run.run_id}; needs "
+              f"{', '.join(u.method.name for u in run.upstream) or 'nothing'})")  # fmt: skip
+        print(run.shell("fit"))
+        if run.method.tested:
+            print(run.shell("test"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Plan, run and tabulate methods over seeds."""
+    parser = argparse.ArgumentParser(prog="cloudxfer run", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help=f"registry names (default: all): {', '.join(METHODS)}",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    add_setting_arguments(parser)
+    parser.add_argument("overrides", nargs="*", help="extra CLI overrides, e.g. --trainer.x=y")
+    args, unknown = parser.parse_known_args(argv)
+    methods = args.methods or list(METHODS)
+    unknown_methods = [m for m in methods if m not in METHODS]
+    if unknown_methods:
+        parser.error(f"unknown method(s) {', '.join(unknown_methods)}; known: {', '.join(METHODS)}")
+    out: Path = args.out.resolve()
+    setting = setting_from(args, parser, out, [*args.overrides, *unknown])
+    runs = plan(methods, args.seeds, setting)
+    if args.print_commands:
+        print_commands(runs)
+        return 0
+    start = time.perf_counter()
+    try:
+        execute(runs, jobs=args.jobs)
+        rows = collect([r.directory for r in runs if r.method.tested])
+    except (RunnerError, ValueError) as err:
+        print(f"cloudxfer run: error: {err}", file=sys.stderr)
+        return 1
+    table = format_markdown(rows)
+    write_csv(rows, out / "table.csv")
+    header = f"Command: cloudxfer run {' '.join(argv if argv is not None else sys.argv[1:])}"
+    (out / "table.md").write_text(f"{header}\n\n{table}\n", encoding="utf-8")
+    print("\n" + table)
+    print(f"\nwrote {out / 'table.md'} and {out / 'table.csv'}")
+    print(f"Wall time: {time.perf_counter() - start:.0f} s")
+    return 0

@@ -1,0 +1,164 @@
+"""Execute planned runs as ``cloudxfer fit`` / ``test`` subprocesses: reuse, resume, report.
+
+A run whose folder holds a finished fit of the same id (``stage_done.json``) and a valid
+checkpoint of its stage is reused; one interrupted mid-way resumes from its ``last.ckpt``; a
+folder made with another configuration is refused, never silently reused. Each finished run
+prints one progress line with its test metrics and wall time. ``jobs`` > 1 runs independent
+runs side by side, one GPU each where there are enough.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from cloudxfer.checkpoints import CheckpointError, read_metadata
+from cloudxfer.runner.plan import PlannedRun
+
+__all__ = ["DONE_FILENAME", "RECORD_FILENAME", "RunnerError", "execute", "fit_complete"]
+
+RECORD_FILENAME = "run.json"
+DONE_FILENAME = "stage_done.json"
+METRICS = Path("test") / "metrics.json"
+
+
+class RunnerError(RuntimeError):
+    """A run cannot start or failed; the message names the run and its folder."""
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def fit_complete(run: PlannedRun) -> bool:
+    """Whether the run's fit finished with this id and left a checkpoint of its stage."""
+    done = _read_json(run.directory / DONE_FILENAME)
+    if done is None or done.get("id") != run.run_id:
+        return False
+    try:
+        return read_metadata(run.checkpoint)["stage"] == run.method.stage
+    except CheckpointError:
+        return False
+
+
+def _claim(run: PlannedRun) -> None:
+    """Record the run in its folder, refusing a folder that holds another configuration."""
+    record = _read_json(run.directory / RECORD_FILENAME)
+    if record is not None and record.get("id") != run.run_id:
+        raise RunnerError(
+            f"{run.directory}: holds run {record.get('id')} of another configuration "
+            f"(this one is {run.run_id}); remove the folder or choose another output folder"
+        )
+    _write_json(run.directory / RECORD_FILENAME, run.describe())
+
+
+def _call(run: PlannedRun, args: list[str], env: dict[str, str] | None) -> None:
+    result = subprocess.run(args, env=env, check=False)
+    if result.returncode != 0:
+        raise RunnerError(
+            f"{run.method.name} (seed {run.seed}) failed with exit code {result.returncode}; "
+            f"its output is above, its folder is {run.directory}"
+        )
+
+
+def _metrics_line(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "fitted (no test: an upstream stage)"
+    return "  ".join(
+        f"{name} {100 * metrics[key]:.2f}" if name != "Kappa" else f"{name} {metrics[key]:.3f}"
+        for name, key in (("OA", "oa"), ("AA", "aa"), ("Kappa", "kappa"))
+        if metrics.get(key) is not None
+    )
+
+
+def run_one(run: PlannedRun, env: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """Fit (or reuse, or resume) and test one run; return its test metrics (None: untested)."""
+    _claim(run)
+    metrics_path = run.directory / METRICS
+    if not fit_complete(run):
+        (run.directory / DONE_FILENAME).unlink(missing_ok=True)
+        metrics_path.unlink(missing_ok=True)  # a new fit makes the old scores stale
+        resume = [f"--ckpt_path={run.checkpoint}"] if run.checkpoint.is_file() else []
+        _call(run, [*run.command("fit"), *resume], env)
+        _write_json(
+            run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}
+        )
+    if not run.method.tested:
+        return None
+    if _read_json(metrics_path) is None:
+        _call(run, run.command("test"), env)
+    return _read_json(metrics_path)
+
+
+def _gpu_env(slot: int, jobs: int) -> dict[str, str] | None:
+    """One GPU per job slot when the machine has at least as many GPUs as jobs."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no usable CUDA: every job sees the same devices
+        count = 0
+    if jobs <= 1 or count < jobs:
+        return None
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": str(slot)}
+
+
+def execute(
+    runs: Sequence[PlannedRun], jobs: int = 1, log: Callable[[str], None] = print
+) -> dict[tuple[str, int], dict[str, Any] | None]:
+    """Run everything in dependency order (``jobs`` at a time); return test metrics per run."""
+    results: dict[tuple[str, int], dict[str, Any] | None] = {}
+    pending = list(runs)
+    total = len(pending)
+    start = time.perf_counter()
+
+    def report(run: PlannedRun, metrics: dict[str, Any] | None, reused: bool, began: float) -> None:
+        results[run.key] = metrics
+        how = "reused" if reused else f"{time.perf_counter() - began:.0f} s"
+        log(f"[{len(results)}/{total}] {run.method.name} seed {run.seed}: "
+            f"{_metrics_line(metrics)} ({how}; {run.directory})")  # fmt: skip
+
+    def ready(run: PlannedRun) -> bool:
+        return all(up.key in results for up in run.upstream)
+
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        running: dict[Future[dict[str, Any] | None], tuple[PlannedRun, int, bool, float]] = {}
+        free = list(range(max(jobs, 1)))
+        while pending or running:
+            for run in [r for r in pending if ready(r)]:
+                if not free:
+                    break
+                pending.remove(run)
+                slot = free.pop(0)
+                reused = fit_complete(run) and (
+                    not run.method.tested or (run.directory / METRICS).is_file()
+                )
+                future = pool.submit(run_one, run, _gpu_env(slot, jobs))
+                running[future] = (run, slot, reused, time.perf_counter())
+            if not running:
+                names = ", ".join(f"{r.method.name}/{r.seed}" for r in pending)
+                raise RunnerError(f"runs wait on upstream runs that never ran: {names}")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                run, slot, reused, began = running.pop(future)
+                free.append(slot)
+                report(run, future.result(), reused, began)
+    log(f"{total} runs done in {time.perf_counter() - start:.0f} s")
+    return results

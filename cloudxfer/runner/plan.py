@@ -1,0 +1,151 @@
+"""Runs as data: a method at one seed under one setting, with a stable id and its commands.
+
+A run's id hashes everything that decides its resolved config: the stage, data and profile
+YAML files, the overrides, the seed and the ids of the upstream runs it reads. Two rows that
+need the same upstream run at the same seed share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudxfer.runner.methods import Method, method, upstream_closure
+
+__all__ = ["EXPERIMENTS", "PlannedRun", "Setting", "plan", "profile_path"]
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def profile_path(profile: str) -> Path:
+    """Resolve a profile name (``quick``) or YAML path to the profile file."""
+    path = Path(profile)
+    return path if path.suffix else EXPERIMENTS / "profiles" / f"{profile}.yaml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What every run of one chain or table shares: profile, data set configs, overrides."""
+
+    profile: Path
+    dataset: str
+    """Folder of stage configs under ``experiments/``."""
+    overrides: tuple[str, ...] = ()
+    """CLI overrides for every run (data roots, ``--trainer.x=y``)."""
+    run_root: Callable[[int], Path] = field(default=lambda seed: Path("runs") / f"seed{seed}")
+    """Folder holding one seed's runs (one sub-folder per method)."""
+
+    @property
+    def dataset_dir(self) -> Path:
+        """The stage configs' folder."""
+        return EXPERIMENTS / self.dataset
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run: method, seed, folder, id, the upstream runs it reads and its commands."""
+
+    method: Method
+    seed: int
+    setting: Setting
+    directory: Path
+    run_id: str
+    upstream: tuple[PlannedRun, ...]
+    fit_args: tuple[str, ...]
+    test_args: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(method name, seed): unique within one plan."""
+        return self.method.name, self.seed
+
+    @property
+    def checkpoint(self) -> Path:
+        """The run's final checkpoint (what downstream runs and ``test`` read)."""
+        return self.directory / CHECKPOINT
+
+    def command(self, subcommand: str) -> list[str]:
+        """Return the ``cloudxfer fit`` / ``test`` command line a user would type for this run."""
+        args = self.fit_args if subcommand == "fit" else self.test_args
+        return [sys.executable, "-m", "cloudxfer", subcommand, *args]
+
+    def shell(self, subcommand: str) -> str:
+        """Return the command as one shell line (``python -m cloudxfer ...``)."""
+        return shlex.join(["python", *self.command(subcommand)[1:]])
+
+    def describe(self) -> dict[str, object]:
+        """Return what ``run.json`` records about the run."""
+        return {
+            "id": self.run_id,
+            "method": self.method.name,
+            "stage": self.method.stage,
+            "seed": self.seed,
+            "setting": {
+                "profile": str(self.setting.profile),
+                "dataset": self.setting.dataset,
+                "overrides": list(self.setting.overrides),
+            },
+            "upstream": {run.method.name: run.run_id for run in self.upstream},
+            "fit": self.shell("fit"),
+            "test": self.shell("test") if self.method.tested else None,
+        }
+
+
+def _digest(parts: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _config_texts(setting: Setting, m: Method) -> dict[str, str]:
+    """Contents of the YAML files the run's config is made of (its stage, data, profile)."""
+    data = setting.dataset_dir / "data.yaml"  # the stage configs include it
+    files = [setting.profile, setting.dataset_dir / m.config, *([data] if data.is_file() else [])]
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"config not found: {', '.join(missing)}")
+    return {p.name: p.read_text(encoding="utf-8") for p in files}
+
+
+def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list[PlannedRun]:
+    """Every run the methods need at every seed, upstream first, each exactly once."""
+    order = upstream_closure(list(methods))
+    runs: dict[tuple[str, int], PlannedRun] = {}
+    for seed in seeds:
+        root = setting.run_root(seed)
+        for name in order:
+            m = method(name)
+            upstream = tuple(runs[(up, seed)] for _, up in m.needs)
+            inputs = [f"--{arg}={runs[(up, seed)].checkpoint}" for arg, up in m.needs]
+            directory = root / m.name
+            common = [
+                "--config", str(setting.profile),
+                "--config", str(setting.dataset_dir / m.config),
+                f"--profile.run_root={root}",
+                f"--profile.seed={seed}",
+                *setting.overrides,
+                *m.overrides,
+                *inputs,
+                f"--trainer.default_root_dir={directory}",
+            ]  # fmt: skip
+            run_id = _digest({
+                "method": m.name, "stage": m.stage, "seed": seed,
+                "configs": _config_texts(setting, m),
+                "overrides": [*setting.overrides, *m.overrides],
+                "upstream": [run.run_id for run in upstream],
+            })  # fmt: skip
+            runs[(name, seed)] = PlannedRun(
+                method=m,
+                seed=seed,
+                setting=setting,
+                directory=directory,
+                run_id=run_id,
+                upstream=upstream,
+                fit_args=tuple(common),
+                test_args=(*common, f"--ckpt_path={directory / CHECKPOINT}"),
+            )
+    return list(runs.values())

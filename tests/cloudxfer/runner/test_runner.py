@@ -1,0 +1,198 @@
+"""The runner: graph resolution, ids, reuse, resume, refusal, --print-commands, tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from cloudxfer.checkpoints import METADATA_KEY
+from cloudxfer.reporting.tables import collect, format_markdown, write_csv
+from cloudxfer.runner import METHODS, RunnerError, Setting, execute, plan, upstream_closure
+from cloudxfer.runner import executor as execute_module
+from cloudxfer.runner.cli import main as run_main
+from cloudxfer.runner.methods import Method
+from cloudxfer.runner.plan import profile_path
+
+
+def _setting(tmp_path: Path, *overrides: str) -> Setting:
+    return Setting(
+        profile=profile_path("smoke"),
+        dataset="sen12ms_cloud",
+        overrides=overrides,
+        run_root=lambda seed: tmp_path / f"seed{seed}",
+    )
+
+
+def test_upstream_closure_orders_dependencies_first() -> None:
+    order = upstream_closure(["target_noirm", "aux_sar"])
+    assert order == ["source_pretrain", "source_finetune", "aux_opt", "aux_sar", "target_noirm"]
+    for name in order:
+        needed = [up for _, up in METHODS[name].needs]
+        assert all(order.index(up) < order.index(name) for up in needed)
+
+
+def test_upstream_closure_rejects_unknown_and_cycles(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(KeyError, match="unknown method 'nope'"):
+        upstream_closure(["nope"])
+    loop = {
+        "a": Method("a", "x.yaml", "s", needs=(("model.init_args.teacher", "b"),)),
+        "b": Method("b", "x.yaml", "s", needs=(("model.init_args.teacher", "a"),)),
+    }
+    monkeypatch.setattr("cloudxfer.runner.methods.METHODS", loop)
+    with pytest.raises(ValueError, match="cycle"):
+        upstream_closure(["a"])
+
+
+def test_plan_shares_upstream_runs_per_seed_and_ids_are_stable(tmp_path: Path) -> None:
+    runs = plan(["target", "target_noirm"], [0, 1], _setting(tmp_path))
+    assert len(runs) == 2 * 6  # 4 upstream + 2 rows per seed, the upstream ones shared
+    keys = [r.key for r in runs]
+    assert len(set(keys)) == len(keys)
+    again = plan(["target", "target_noirm"], [0, 1], _setting(tmp_path))
+    assert [r.run_id for r in runs] == [r.run_id for r in again]
+    by_key = {r.key: r for r in runs}
+    target, noirm = by_key[("target", 0)], by_key[("target_noirm", 0)]
+    assert target.upstream == noirm.upstream  # the same F1 and f_S runs feed both rows
+    assert target.run_id != noirm.run_id and target.run_id != by_key[("target", 1)].run_id
+    assert f"--model.init_args.teacher_opt={by_key[('aux_opt', 0)].checkpoint}" in target.fit_args
+    assert "--model.init_args.irm=none" in noirm.fit_args
+    # an override changes every id downstream of it, a seed only its own runs
+    other = {r.key: r for r in plan(["target"], [0], _setting(tmp_path, "--trainer.x=1"))}
+    assert all(other[k].run_id != by_key[k].run_id for k in other)
+
+
+def _fake_cloudxfer(calls: list[list[str]], fail: set[str] | None = None) -> Any:
+    """Stand-in for the fit/test subprocesses: write what the real ones would write."""
+
+    def run(
+        args: list[str], env: Any = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        options = dict(a.split("=", 1) for a in args if a.startswith("--") and "=" in a)
+        folder = Path(options["--trainer.default_root_dir"])
+        name = folder.name
+        if fail and name in fail:
+            return subprocess.CompletedProcess(args, 1)
+        if args[3] == "fit":
+            (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+            stage = METHODS[name].stage
+            torch.save(
+                {"state_dict": {}, METADATA_KEY: {"stage": stage}},
+                folder / "checkpoints" / "last.ckpt",
+            )
+        else:
+            (folder / "test").mkdir(parents=True, exist_ok=True)
+            seed = int(options["--profile.seed"])
+            metrics = {
+                "oa": 0.5 + 0.1 * seed,
+                "aa": 0.4,
+                "kappa": 0.3,
+                "n": 10,
+                "n_cloudy": 4,
+                "n_clear": 6,
+            }
+            (folder / "test" / "metrics.json").write_text(json.dumps(metrics))
+        return subprocess.CompletedProcess(args, 0)
+
+    return run
+
+
+def test_execute_runs_in_order_then_reuses_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    runs = plan(["target"], [0], _setting(tmp_path))
+    lines: list[str] = []
+    results = execute(runs, log=lines.append)
+    assert [(c[3], Path(c[-1].split("=", 1)[1]).name) for c in calls if c[3] == "fit"] == [
+        ("fit", r.method.name) for r in runs
+    ]
+    assert results[("target", 0)] == pytest.approx(
+        {"oa": 0.5, "aa": 0.4, "kappa": 0.3, "n": 10, "n_cloudy": 4, "n_clear": 6}
+    )
+    assert results[("source_pretrain", 0)] is None
+    assert any("target seed 0: OA 50.00  AA 40.00  Kappa 0.300" in line for line in lines)
+    # finished runs are reused without a subprocess
+    calls.clear()
+    lines.clear()
+    execute(runs, log=lines.append)
+    assert calls == [] and all("(reused;" in line for line in lines[:-1])
+    # an interrupted run (no done marker, a last.ckpt) resumes from its checkpoint
+    (runs[-1].directory / "stage_done.json").unlink()
+    execute(runs, log=lines.append)
+    assert len(calls) == 2  # fit of the target run, then its test
+    assert calls[0][-1] == f"--ckpt_path={runs[-1].checkpoint}"
+
+
+def test_execute_refuses_a_folder_of_another_configuration_and_reports_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    execute(plan(["aux_opt"], [0], _setting(tmp_path)), log=lambda _: None)
+    changed = plan(["aux_opt"], [0], _setting(tmp_path, "--trainer.max_epochs=3"))
+    with pytest.raises(RunnerError, match="source_pretrain: holds run .* of another configuration"):
+        execute(changed, log=lambda _: None)
+    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls, fail={"aux_sar"}))
+    with pytest.raises(RunnerError, match=r"aux_sar \(seed 0\) failed with exit code 1"):
+        execute(plan(["aux_sar"], [0], _setting(tmp_path)), log=lambda _: None)
+
+
+def test_execute_side_by_side_keeps_dependency_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    runs = plan(["target", "target_noirm"], [0, 1], _setting(tmp_path))
+    execute(runs, jobs=3, log=lambda _: None)
+    fitted = [Path(c[-1].split("=", 1)[1]) for c in calls if c[3] == "fit"]
+    for run in runs:
+        for up in run.upstream:
+            assert fitted.index(up.directory) < fitted.index(run.directory)
+
+
+def test_tables_average_seeds_from_files_and_refuse_mixed_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer([]))
+    runs = plan(["target"], [0, 1], _setting(tmp_path))
+    execute(runs, log=lambda _: None)
+    tested = [r.directory for r in runs if r.method.name == "target"]
+    (row,) = collect(tested)
+    assert row.seeds == (0, 1)
+    mean, std = row.mean_std("oa")  # type: ignore[misc]
+    assert mean == pytest.approx(0.55) and std == pytest.approx(0.0707107, rel=1e-5)
+    table = format_markdown([row])
+    assert "| F2 target, IRM (opt & SAR) | 55.00 ± 7.07 | 40.00 ± 0.00 | 0.300 ± 0.000 |" in table
+    lines = write_csv([row], tmp_path / "t.csv").read_text().splitlines()
+    assert lines[1].startswith("target,Opt & SAR,") and lines[1].endswith(",2,0 1")
+    other = plan(["target"], [2], _setting(tmp_path / "o", "--trainer.max_epochs=3"))
+    execute(other, log=lambda _: None)
+    with pytest.raises(ValueError, match="one table holds one profile"):
+        collect([*tested, other[-1].directory])
+
+
+def test_print_commands_lists_fit_and_test_in_dependency_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--out",
+        str(tmp_path),
+        "--profile",
+        "smoke",
+        "--methods",
+        "aux_sar",
+        "--print-commands",
+    ]
+    assert run_main(argv) == 0
+    out = capsys.readouterr().out
+    commands = [line for line in out.splitlines() if line.startswith("python -m cloudxfer")]
+    assert [c.split()[3] for c in commands] == ["fit", "fit", "test", "fit", "test"]
+    assert "source_pretrain.yaml" in commands[0] and "aux_sar.yaml" in commands[-1]
+    assert not (tmp_path / "seed0").exists()  # nothing ran
