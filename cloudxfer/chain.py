@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 from cloudxfer.diagnostics import TRAINING_FILENAME, convergence
 from cloudxfer.reporting.report import convergence_summary, read_record
-from cloudxfer.reporting.tables import collect, format_markdown
-from cloudxfer.runner.cli import add_setting_arguments, print_commands, setting_from
-from cloudxfer.runner.executor import RunnerError, execute
+from cloudxfer.reporting.tables import format_markdown
+from cloudxfer.runner.cli import (
+    add_setting_arguments,
+    execute_and_collect,
+    print_commands,
+    setting_from,
+)
 from cloudxfer.runner.plan import PlannedRun, plan
 
 __all__ = ["CHAIN_METHODS", "convergence_lines", "main"]
@@ -57,11 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_commands:
         print_commands(runs)
         return 0
-    try:
-        execute(runs, jobs=args.jobs)
-        rows = collect([run.directory for run in runs if run.method.tested])
-    except (RunnerError, ValueError) as err:
-        print(f"cloudxfer chain: error: {err}", file=sys.stderr)
+    rows = execute_and_collect(runs, args.jobs, "cloudxfer chain")
+    if rows is None:
         return 1
     criterion = f"Convergence ({CONVERGENCE_TEXT}):"
     table = format_markdown(rows) + "\n\n" + criterion + "\n" + "\n".join(convergence_lines(runs))

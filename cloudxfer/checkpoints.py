@@ -71,8 +71,13 @@ def validate_metadata(
     stages: Collection[str] | None = None,
     class_names: Sequence[str] | None = None,
     modality: str | None = None,
+    methods: Collection[str] | None = None,
 ) -> None:
-    """Check a checkpoint's stage, class scheme and modality against what the caller expects.
+    """Check a checkpoint's stage, method, class scheme and modality against the caller's.
+
+    ``methods``: where a checkpoint serves in a role of the chain (f_S, an F1 auxiliary, f_pre),
+    a checkpoint recording another method (a comparison row such as Finetune or KD-S, whose
+    stage class it shares) is refused; checkpoints recording no method are the stages' own.
 
     Raises:
         CheckpointError: naming ``path`` and the first mismatch found.
@@ -81,6 +86,12 @@ def validate_metadata(
     if stages is not None and meta["stage"] not in stages:
         raise CheckpointError(
             f"{path}: checkpoint is from stage {meta['stage']!r}, expected one of {sorted(stages)}"
+        )
+    method = meta.get("method")
+    if methods is not None and method is not None and method not in methods:
+        raise CheckpointError(
+            f"{path}: checkpoint is from method {method!r}, a row of its own; this role takes "
+            f"a checkpoint of {sorted(methods)}"
         )
     if class_names is not None:
         theirs = list(meta.get("class_names") or [])
@@ -104,6 +115,7 @@ def load_frozen_model(
     stages: Collection[str] | None = None,
     class_names: Sequence[str] | None = None,
     modality: str | None = None,
+    methods: Collection[str] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a stage's model from its checkpoint, validated, in eval mode, without gradients.
 
@@ -113,7 +125,7 @@ def load_frozen_model(
     """
     checkpoint = _load(path)
     meta = _metadata(checkpoint, path)
-    validate_metadata(meta, path, stages, class_names, modality)
+    validate_metadata(meta, path, stages, class_names, modality, methods)
     model = build_model(meta["model"])
     prefix = "model."
     state = {

@@ -157,6 +157,9 @@ def run_lightning(args: list[str] | None = None) -> int:
     # Stages convert image batches to channels-last in on_after_batch_transfer, beside a
     # datamodule that defines no such hook: nothing to warn about.
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+    # A run folder already holds the runner's run.json (and, when resuming, the checkpoints);
+    # the CSV logger removes only its own metrics.csv there, so its warning is harmless.
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* is not empty")
     # Configs interpolate ``${profile.x}`` from their own root; under a subcommand the merged
     # config is nested (``fit.profile.x``), so absolute paths must resolve relative to it.
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)

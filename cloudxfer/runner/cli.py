@@ -14,13 +14,20 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cloudxfer.reporting.tables import collect, format_markdown, write_csv
+from cloudxfer.reporting.tables import TableRow, collect, format_markdown, write_csv
 from cloudxfer.runner.executor import RunnerError, execute
 from cloudxfer.runner.methods import METHODS
 from cloudxfer.runner.plan import EXPERIMENTS, PlannedRun, Setting, plan, profile_path
 from cloudxfer.runtime import available_cores
 
-__all__ = ["add_setting_arguments", "main", "prepare_data", "setting_from"]
+__all__ = [
+    "add_setting_arguments",
+    "execute_and_collect",
+    "main",
+    "prepare_data",
+    "print_commands",
+    "setting_from",
+]
 
 
 def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +89,16 @@ def setting_from(
     )
 
 
+def execute_and_collect(runs: Sequence[PlannedRun], jobs: int, prog: str) -> list[TableRow] | None:
+    """Execute the runs and read their table rows; on failure print one error line, None."""
+    try:
+        execute(runs, jobs=jobs)
+        return collect([run.directory for run in runs if run.method.tested])
+    except (RunnerError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return None
+
+
 def print_commands(runs: Sequence[PlannedRun]) -> None:
     """Write every command in dependency order (fit, then test for scored runs)."""
     for run in runs:
@@ -117,11 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print_commands(runs)
         return 0
     start = time.perf_counter()
-    try:
-        execute(runs, jobs=args.jobs)
-        rows = collect([r.directory for r in runs if r.method.tested])
-    except (RunnerError, ValueError) as err:
-        print(f"cloudxfer run: error: {err}", file=sys.stderr)
+    rows = execute_and_collect(runs, args.jobs, "cloudxfer run")
+    if rows is None:
         return 1
     table = format_markdown(rows)
     write_csv(rows, out / "table.csv")

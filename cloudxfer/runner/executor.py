@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from cloudxfer.checkpoints import CheckpointError, read_metadata
+from cloudxfer.reporting.report import read_record
 from cloudxfer.runner.plan import PlannedRun
 
-__all__ = ["DONE_FILENAME", "RECORD_FILENAME", "RunnerError", "execute", "fit_complete"]
+__all__ = [
+    "DONE_FILENAME",
+    "RECORD_FILENAME",
+    "RunnerError",
+    "execute",
+    "fit_complete",
+]
 
 RECORD_FILENAME = "run.json"
 DONE_FILENAME = "stage_done.json"
@@ -30,14 +37,6 @@ METRICS = Path("test") / "metrics.json"
 
 class RunnerError(RuntimeError):
     """A run cannot start or failed; the message names the run and its folder."""
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -49,7 +48,7 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
 
 def fit_complete(run: PlannedRun) -> bool:
     """Whether the run's fit finished with this id and left a checkpoint of its stage."""
-    done = _read_json(run.directory / DONE_FILENAME)
+    done = read_record(run.directory / DONE_FILENAME)
     if done is None or done.get("id") != run.run_id:
         return False
     try:
@@ -60,7 +59,7 @@ def fit_complete(run: PlannedRun) -> bool:
 
 def _claim(run: PlannedRun) -> None:
     """Record the run in its folder, refusing a folder that holds another configuration."""
-    record = _read_json(run.directory / RECORD_FILENAME)
+    record = read_record(run.directory / RECORD_FILENAME)
     if record is not None and record.get("id") != run.run_id:
         raise RunnerError(
             f"{run.directory}: holds run {record.get('id')} of another configuration "
@@ -102,9 +101,9 @@ def run_one(run: PlannedRun, env: dict[str, str] | None = None) -> dict[str, Any
         )
     if not run.method.tested:
         return None
-    if _read_json(metrics_path) is None:
+    if read_record(metrics_path) is None:
         _call(run, run.command("test"), env)
-    return _read_json(metrics_path)
+    return read_record(metrics_path)
 
 
 def _gpu_env(slot: int, jobs: int) -> dict[str, str] | None:

@@ -46,6 +46,8 @@ _TEACHERS = (
     ("model.init_args.teacher_source", _F_S),
 )
 
+_F_PRE = (("model.init_args.init_from", "source_pretrain"),)
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -54,9 +56,26 @@ METHODS: dict[str, Method] = {
             _F_S,
             "source_finetune.yaml",
             "source_finetune",
-            needs=(("model.init_args.init_from", "source_pretrain"),),
+            needs=_F_PRE,
             label="Source f_S (opt)",
             group="Source",
+        ),
+        # comparison rows (docs/baselines.md)
+        Method(
+            "finetune_opt",
+            "finetune_opt.yaml",
+            "source_finetune",
+            needs=_F_PRE,
+            label="Finetune (opt)",
+            group="Opt",
+        ),
+        Method(
+            "kd_s",
+            "kd_s.yaml",
+            "auxiliary",
+            needs=(("model.init_args.teacher", _F_S),),
+            label="KD-S (opt)",
+            group="Opt",
         ),
         Method(
             "aux_opt",

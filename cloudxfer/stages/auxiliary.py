@@ -64,7 +64,11 @@ class AuxiliaryDistillation(StageModule):
         """Load and validate the frozen source model before fitting starts."""
         if stage == "fit" and "source" not in self._teachers:
             self.add_teacher(
-                "source", self.hparams["teacher"], stages={"source_finetune"}, modality="opt"
+                "source",
+                self.hparams["teacher"],
+                stages={"source_finetune"},
+                modality="opt",
+                methods={"source_finetune"},
             )
 
     @classmethod

@@ -62,6 +62,9 @@ class StageModule(pl.LightningModule):
             convolutions on CPU and on GPUs with tensor cores).
         compile_model: ``torch.compile`` the trained model's forward (GPU runs; the weights and
             checkpoints are those of the plain model).
+        method: registry name of a comparison method built on this stage class (e.g.
+            ``finetune_opt``, ``kd_s``), recorded in checkpoints so they never serve as a
+            teacher of the chain; None for the chain's own stages.
 
     """
 
@@ -80,8 +83,10 @@ class StageModule(pl.LightningModule):
         teacher_cache: bool = True,
         channels_last: bool = False,
         compile_model: bool = False,
+        method: str | None = None,
     ) -> None:
         super().__init__()
+        self.method = method
         if not class_names:
             raise ValueError(
                 f"{type(self).__name__} needs class_names (the CLI links them from the datamodule)"
@@ -145,6 +150,7 @@ class StageModule(pl.LightningModule):
         return {
             "format": FORMAT_VERSION,
             "stage": self.stage_name,
+            "method": self.method,
             "modality": modality_of(self.inputs),
             "inputs": self.inputs,
             "class_names": self.class_names,
@@ -159,11 +165,11 @@ class StageModule(pl.LightningModule):
         stages: Collection[str],
         modality: str | None = None,
         class_names: Sequence[str] | None = None,
+        methods: Collection[str] | None = None,
     ) -> None:
         """Load a frozen teacher checked against this run's classes (by default) and modality."""
-        model, _ = _load_frozen(
-            path, stages, self.class_names if class_names is None else class_names, modality
-        )
+        names = self.class_names if class_names is None else class_names
+        model, _ = _load_frozen(path, stages, names, modality, methods)
         self._teachers[name] = model.to(self.device)
         self._teacher_files[name] = path
 

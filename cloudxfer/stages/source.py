@@ -62,7 +62,7 @@ class SourceClassification(StageModule):
             return
         hp = self.hparams
         pretrained, meta = load_frozen_model(
-            hp["init_from"], stages={"source_pretrain"}, modality="opt"
+            hp["init_from"], stages={"source_pretrain"}, modality="opt", methods={"source_pretrain"}
         )
         if meta["model"]["backbone"] != hp["backbone"]:
             raise CheckpointError(

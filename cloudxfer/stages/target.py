@@ -67,9 +67,11 @@ class TargetDistillation(StageModule):
         if stage != "fit" or self._teachers:
             return
         hp = self.hparams
-        self.add_teacher("opt", hp["teacher_opt"], {"auxiliary"}, modality="opt")
-        self.add_teacher("sar", hp["teacher_sar"], {"auxiliary"}, modality="sar")
-        self.add_teacher("source", hp["teacher_source"], {"source_finetune"}, modality="opt")
+        aux = {"aux_opt", "aux_sar"}
+        self.add_teacher("opt", hp["teacher_opt"], {"auxiliary"}, modality="opt", methods=aux)
+        self.add_teacher("sar", hp["teacher_sar"], {"auxiliary"}, modality="sar", methods=aux)
+        f_s = {"source_finetune"}
+        self.add_teacher("source", hp["teacher_source"], f_s, modality="opt", methods=f_s)
 
     def weights(self, logits_opt: Tensor, logits_sar: Tensor) -> tuple[Tensor, Tensor]:
         """IRM weights (rho_opt, rho_sar): scalars, per-sample (B,), or ones without IRM."""

@@ -324,3 +324,38 @@ def test_report_prints_metrics_and_diagnostics(
     assert f"OA {100 * metrics['oa']:.1f} %" in out
     with pytest.raises(SystemExit):
         main(["report", str(chain_run / "missing")])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("row", "role"), [("kd_s", "teacher_opt"), ("finetune_opt", "teacher_source")]
+)
+def test_comparison_rows_fit_test_and_never_serve_as_teachers(
+    chain_run: Path, tmp_path: Path, row: str, role: str
+) -> None:
+    args = _stage_args(chain_run, row)
+    cloudxfer("fit", *args, f"--trainer.default_root_dir={tmp_path}")
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    meta = read_metadata(ckpt)
+    assert meta["method"] == row
+    cloudxfer("test", *args, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}")
+    metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert 0.0 <= metrics["oa"] <= 1.0
+    if row == "finetune_opt":  # the encoder stayed f_pre's: only the head was trained
+        pre = torch.load(chain_run / "runs" / "source_pretrain" / "checkpoints" / "last.ckpt",
+                         weights_only=False)["state_dict"]  # fmt: skip
+        mine = torch.load(ckpt, weights_only=False)["state_dict"]
+        # weights only: batch-norm running statistics follow the target tiles (docs/baselines.md)
+        weights = [k for k in mine if "encoder" in k and "running" not in k and "batches" not in k]
+        assert weights and all(torch.equal(mine[k], pre[k]) for k in weights)
+    # Given where the chain expects f_S or an F1 auxiliary, its checkpoint is refused by name.
+    result = cloudxfer(
+        "fit",
+        *_stage_args(chain_run, "target"),
+        f"--model.init_args.{role}={ckpt}",
+        "--trainer.fast_dev_run=true",
+        f"--trainer.default_root_dir={tmp_path / 'f2'}",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert str(ckpt) in result.stderr and f"from method '{row}'" in result.stderr
