@@ -52,6 +52,9 @@ class Profile:
     weight_decay: float = 5e-4
     num_workers: int = 0
     seed: int = 0
+    """Training seed: initialisation, shuffling, the labelled draw and held-out tiles."""
+    data_seed: int = 0
+    """Seed of what the data fixes for every training seed: the test split, the pasted clouds."""
     threads: int | None = None
     """Intra-op compute threads; None uses every core not taken by a loader worker."""
     channels_last: bool = False

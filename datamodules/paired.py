@@ -185,7 +185,10 @@ class PairedDataModule(L.LightningDataModule):
             own loss on tiles it does not train on; never the test split). Stratified by class
             when the stage trains on labels (``labelled``, ``train``).
         labelled_per_class: Train tiles per class in the labelled subset.
-        split_seed: Seed of the split.
+        split_seed: Seed of the labelled draw and of the held-out validation tiles (the
+            training seed), and of the test split unless ``test_seed`` is given.
+        test_seed: Seed of the train/test split, fixed by the data (profile ``data_seed``) so
+            every training seed is scored on the same test tiles; None: ``split_seed``.
         split_file: A ``split.csv`` to reuse instead of drawing a split.
         train_subset: What the train loader serves.
         predict_subset: What the predict loader serves.
@@ -215,6 +218,7 @@ class PairedDataModule(L.LightningDataModule):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
         split_seed: int = 0,
+        test_seed: int | None = None,
         split_file: str | None = None,
         train_subset: TrainSubset = "unlabelled",
         predict_subset: SubsetName = "test",
@@ -252,6 +256,7 @@ class PairedDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.labelled_per_class = labelled_per_class
         self.split_seed = split_seed
+        self.test_seed = test_seed
         self.split_file = split_file
         self.train_subset: TrainSubset = train_subset
         self.predict_subset: SubsetName = predict_subset
@@ -352,6 +357,7 @@ class PairedDataModule(L.LightningDataModule):
                 labelled_per_class=self.labelled_per_class,
                 seed=self.split_seed,
                 labels_file=labels,
+                test_seed=self.test_seed,
             )
         self._tiles, self._rows = tiles, rows
         self._datasets = {}

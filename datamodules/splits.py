@@ -58,6 +58,7 @@ def make_split(
     labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
     seed: int = 0,
     labels_file: str | Path = "labels file",
+    test_seed: int | None = None,
 ) -> list[SplitRow]:
     """Split tiles into labelled / unlabelled / test.
 
@@ -66,8 +67,10 @@ def make_split(
         class_names: Configured classes (index order).
         test_fraction: Share of each class's patches that go to test.
         labelled_per_class: Train tiles per class in the labelled subset.
-        seed: Seed of the draws.
+        seed: Seed of the labelled draw (and of the test draw unless ``test_seed`` is given).
         labels_file: Named in the error for a class too small for the labelled subset.
+        test_seed: Seed of the train/test draw, the data's own: with it fixed, runs of several
+            training seeds are scored on the same test tiles.
 
     Returns:
         One row per tile, in the order of ``tiles``.
@@ -86,7 +89,8 @@ def make_split(
     for tile in tiles:
         if patch_label.setdefault(tile.patch, tile.label) != tile.label:
             raise ValueError(f"tiles of patch {tile.patch!r} carry different labels")
-    rng = np.random.default_rng(seed)
+    test_seed = seed if test_seed is None else test_seed
+    rng = np.random.default_rng(test_seed)
     split_of: dict[str, str] = {}
     for index in range(len(class_names)):
         patches = sorted(p for p, label in patch_label.items() if label == index)
@@ -94,6 +98,10 @@ def make_split(
         n_test = int(round(test_fraction * len(patches)))
         for rank, position in enumerate(order):
             split_of[patches[position]] = "test" if rank < n_test else "train"
+    # Equal seeds continue the one stream (the splits of earlier versions); another training
+    # seed draws the labelled subset from a stream of its own.
+    if test_seed != seed:
+        rng = np.random.default_rng([seed, 2])
     labelled: set[str] = set()
     for index, name in enumerate(class_names):
         train_ids = sorted(t.id for t in tiles if t.label == index and split_of[t.patch] == "train")

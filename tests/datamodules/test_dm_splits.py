@@ -48,6 +48,21 @@ def test_same_seed_same_split_other_seed_differs():
     assert a != c
 
 
+def test_fixed_test_seed_keeps_the_test_tiles_and_redraws_the_labelled_subset():
+    def ids(rows, split):
+        return {r.id for r in rows if r.split == split}
+
+    base = make_split(tiles(), CLASSES, seed=3)
+    assert make_split(tiles(), CLASSES, seed=3, test_seed=3) == base  # the one-seed split
+    runs = [make_split(tiles(), CLASSES, seed=s, test_seed=0) for s in (0, 1, 2)]
+    assert runs[0] == make_split(tiles(), CLASSES, seed=0)
+    assert ids(runs[0], "test") == ids(runs[1], "test") == ids(runs[2], "test")
+    labelled = [ids(r, "labelled") for r in runs]
+    assert labelled[0] != labelled[1] != labelled[2] != labelled[0]
+    assert all(len(x) == 60 for x in labelled)
+    assert runs[1] == make_split(tiles(), CLASSES, seed=1, test_seed=0)  # seeded
+
+
 def test_tiles_of_a_patch_share_the_split():
     rows = make_split(tiles(per_class=10, tiles_per_patch=4), CLASSES, labelled_per_class=5)
     by_patch = {}
