@@ -77,6 +77,7 @@ METHODS: dict[str, Method] = {
             label="KD-S (opt)",
             group="Opt",
         ),
+        Method("sl", "sl.yaml", "supervised", label="SL (opt & SAR)", group="Opt & SAR"),
         Method(
             "aux_opt",
             "aux_opt.yaml",

@@ -328,10 +328,15 @@ def test_report_prints_metrics_and_diagnostics(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("row", "role"), [("kd_s", "teacher_opt"), ("finetune_opt", "teacher_source")]
+    ("row", "role", "refusal"),
+    [
+        ("kd_s", "teacher_opt", "from method 'kd_s'"),
+        ("finetune_opt", "teacher_source", "from method 'finetune_opt'"),
+        ("sl", "teacher_sar", "from stage 'supervised'"),
+    ],
 )
 def test_comparison_rows_fit_test_and_never_serve_as_teachers(
-    chain_run: Path, tmp_path: Path, row: str, role: str
+    chain_run: Path, tmp_path: Path, row: str, role: str, refusal: str
 ) -> None:
     args = _stage_args(chain_run, row)
     cloudxfer("fit", *args, f"--trainer.default_root_dir={tmp_path}")
@@ -358,4 +363,4 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
         check=False,
     )
     assert result.returncode != 0
-    assert str(ckpt) in result.stderr and f"from method '{row}'" in result.stderr
+    assert str(ckpt) in result.stderr and refusal in result.stderr
