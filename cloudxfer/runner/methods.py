@@ -77,6 +77,14 @@ METHODS: dict[str, Method] = {
             label="KD-S (opt)",
             group="Opt",
         ),
+        Method(
+            "finetune_sar",
+            "finetune_sar.yaml",
+            "source_finetune",
+            needs=_F_PRE,
+            label="Finetune (SAR)",
+            group="SAR",
+        ),
         Method("sl", "sl.yaml", "supervised", label="SL (opt & SAR)", group="Opt & SAR"),
         Method(
             "aux_opt",

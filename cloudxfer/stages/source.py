@@ -15,6 +15,7 @@ from torch import Tensor
 
 from cloudxfer.checkpoints import CheckpointError, load_frozen_model
 from cloudxfer.models import SceneClassifier
+from cloudxfer.stages.auxiliary import MODALITY_INPUTS
 from cloudxfer.stages.base import StageModule
 
 __all__ = ["SourceClassification"]
@@ -30,6 +31,9 @@ class SourceClassification(StageModule):
         init_from: source_pretrain checkpoint to fine-tune from (required for ``finetune``).
         freeze_encoder: train only the head when fine-tuning.
         label_smoothing: cross-entropy label smoothing.
+        modality: the target tile the fine-tuned network reads: ``opt``, or ``sar`` (the
+            SAR "Finetune" row: the optical encoder applied to the 3 SAR channels VV, VH,
+            VV-VH). Pre-training is optical.
         **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
 
     """
@@ -42,6 +46,7 @@ class SourceClassification(StageModule):
         init_from: str | None = None,
         freeze_encoder: bool = False,
         label_smoothing: float = 0.0,
+        modality: Literal["opt", "sar"] = "opt",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,7 +54,10 @@ class SourceClassification(StageModule):
         self.stage_name = f"source_{mode}"
         if mode == "finetune" and init_from is None:
             raise ValueError("SourceClassification(mode='finetune') needs init_from")
-        self.model = SceneClassifier(backbone, ["image_opt"], len(self.class_names), weights)
+        if mode == "pretrain" and modality != "opt":
+            raise ValueError("SourceClassification(mode='pretrain') reads optical source images")
+        inputs = [MODALITY_INPUTS[modality]]
+        self.model = SceneClassifier(backbone, inputs, len(self.class_names), weights)
         self._initialised = mode == "pretrain"
 
     def setup(self, stage: str) -> None:
@@ -77,7 +85,7 @@ class SourceClassification(StageModule):
     @classmethod
     def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
         """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
-        return f"source_{init_args.get('mode', 'pretrain')}", "opt"
+        return f"source_{init_args.get('mode', 'pretrain')}", str(init_args.get("modality", "opt"))
 
     def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy against the ground-truth label, and the batch accuracy."""

@@ -332,6 +332,7 @@ def test_report_prints_metrics_and_diagnostics(
     [
         ("kd_s", "teacher_opt", "from method 'kd_s'"),
         ("finetune_opt", "teacher_source", "from method 'finetune_opt'"),
+        ("finetune_sar", "teacher_source", "from method 'finetune_sar'"),
         ("sl", "teacher_sar", "from stage 'supervised'"),
     ],
 )
@@ -346,7 +347,7 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
     cloudxfer("test", *args, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}")
     metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
     assert 0.0 <= metrics["oa"] <= 1.0
-    if row == "finetune_opt":  # the encoder stayed f_pre's: only the head was trained
+    if row.startswith("finetune"):  # the encoder stayed f_pre's: only the head was trained
         pre = torch.load(chain_run / "runs" / "source_pretrain" / "checkpoints" / "last.ckpt",
                          weights_only=False)["state_dict"]  # fmt: skip
         mine = torch.load(ckpt, weights_only=False)["state_dict"]
