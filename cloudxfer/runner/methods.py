@@ -87,6 +87,14 @@ METHODS: dict[str, Method] = {
         ),
         Method("sl", "sl.yaml", "supervised", label="SL (opt & SAR)", group="Opt & SAR"),
         Method(
+            "kdhn",
+            "kdhn.yaml",
+            "auxiliary",
+            needs=(("model.init_args.teacher", _F_S),),
+            label="KDHN (opt & SAR)",
+            group="Opt & SAR",
+        ),
+        Method(
             "aux_opt",
             "aux_opt.yaml",
             "auxiliary",

@@ -25,6 +25,11 @@ from cloudxfer.stages.base import StageModule
 __all__ = ["AuxiliaryDistillation", "MODALITY_INPUTS"]
 
 MODALITY_INPUTS: dict[str, str] = {"opt": "image_opt", "sar": "image_sar"}
+STUDENT_INPUTS: dict[str, list[str]] = {
+    "opt": ["image_opt"],
+    "sar": ["image_sar"],
+    "opt+sar": ["image_opt", "image_sar"],  # the KDHN row: one student on both, early fusion
+}
 
 
 class AuxiliaryDistillation(StageModule):
@@ -32,7 +37,8 @@ class AuxiliaryDistillation(StageModule):
 
     Args:
         teacher: source_finetune checkpoint (f_S), fed the optical tile.
-        modality: ``opt`` or ``sar``: the student's input.
+        modality: ``opt`` or ``sar``: the student's input (``opt+sar``: both stacked, for the
+            KDHN comparison row; F1 itself is single-modality).
         backbone: torchvision model name (paper: ``googlenet``).
         targets: ``hard`` (argmax pseudo-labels) or ``soft`` (tempered probabilities).
         temperature: distillation temperature for soft targets.
@@ -48,7 +54,7 @@ class AuxiliaryDistillation(StageModule):
     def __init__(
         self,
         teacher: str,
-        modality: Literal["opt", "sar"] = "opt",
+        modality: Literal["opt", "sar", "opt+sar"] = "opt",
         backbone: str = "googlenet",
         targets: TargetKind = "hard",
         temperature: float = 1.0,
@@ -58,7 +64,7 @@ class AuxiliaryDistillation(StageModule):
     ) -> None:
         super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.model = SceneClassifier(backbone, [MODALITY_INPUTS[modality]], len(self.class_names))
+        self.model = SceneClassifier(backbone, STUDENT_INPUTS[modality], len(self.class_names))
 
     def setup(self, stage: str) -> None:
         """Load and validate the frozen source model before fitting starts."""
