@@ -4,8 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= runs/demo
 PROFILE ?= quick
+SEEDS ?= 0,1,2
+SIM_SEED ?= 0
+RESULTS ?= results
+comma := ,
+SIM_DATA = $(RESULTS)/data/sim$(SIM_SEED)
 
-.PHONY: install test test-fast lint demo bench clean
+.PHONY: install test test-fast lint demo bench clean table1
 
 install:  ## create .venv and install cloudxfer with the dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +30,11 @@ lint:  ## ruff + mypy
 
 demo:  ## simulate the default data, run the whole chain, print the OA/AA/Kappa table
 	$(BIN)/cloudxfer chain --profile $(PROFILE) --out $(OUT) --synth
+
+table1:  ## Table I (NWPU role -> SEN12MS Cloud): every registered row, SEEDS, PROFILE, SIM_SEED
+	$(BIN)/cloudxfer run --table table1 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
+		--out $(RESULTS)/table1 --synth --seed $(SIM_SEED) \
+		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source
 
 bench:  ## every performance ratio (RATIO lines, benchmarks/latest.json); about 3 minutes on 2 cores
 	$(BIN)/python -m benchmarks.bench

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloudxfer.runner.methods import method
+from cloudxfer.runner.methods import PaperRow, method
 
-__all__ = ["TableRow", "collect", "format_markdown", "write_csv"]
+__all__ = ["TableRow", "collect", "format_markdown", "format_paper_table", "write_csv"]
 
 METRICS = Path("test") / "metrics.json"
 RECORD = "run.json"
@@ -129,18 +129,65 @@ def format_markdown(rows: Sequence[TableRow]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(rows: Sequence[TableRow], path: Path) -> Path:
-    """Write one line per method: mean and std of every column, seeds and their count."""
+def _layout(rows: Sequence[TableRow], layout: Sequence[PaperRow] | None) -> list[PaperRow]:
+    """Return the paper's rows (``layout``), or one row per result in its own order."""
+    if layout is not None:
+        return list(layout)
+    return [PaperRow(row.label, row.group, row.method) for row in rows]
+
+
+def format_paper_table(rows: Sequence[TableRow], layout: Sequence[PaperRow]) -> str:
+    """Markdown table in the paper's order and groups: ours, then the paper's own numbers.
+
+    A row whose method is not registered yet, or was not run, says so; the published OA, AA
+    and Kappa stand in separate columns, never mixed with ours.
+    """
+    by_method = {row.method: row for row in rows}
+    titles = " | ".join(title for title, _, _ in COLUMNS)
+    lines = [
+        f"| group | method | {titles} | n | paper OA | paper AA | paper Kappa |",
+        "|" + "---|" * (len(COLUMNS) + 6),
+    ]
+    for entry in layout:
+        row = by_method.get(entry.method) if entry.method else None
+        if row is None:
+            cells = ["not run"] + [""] * (len(COLUMNS) - 1) + [""]
+        else:
+            cells = [_cell(row, key, percent) for _, key, percent in COLUMNS] + [
+                str(len(row.seeds))
+            ]
+        paper = ["-", "-", "-"] if entry.published is None else [
+            f"{entry.published[0]:.2f}", f"{entry.published[1]:.2f}", f"{entry.published[2]:.3f}"
+        ]  # fmt: skip
+        lines.append(f"| {entry.group} | {entry.label} | " + " | ".join(cells + paper) + " |")
+    if rows:
+        c = rows[-1].counts
+        lines.append(
+            f"\nTest tiles: {c.get('n')} ({c.get('n_cloudy')} cloudy, {c.get('n_clear')} clear)."
+        )
+    return "\n".join(lines)
+
+
+def write_csv(
+    rows: Sequence[TableRow], path: Path, layout: Sequence[PaperRow] | None = None
+) -> Path:
+    """Write one line per row: mean and std of every column (fractions), seeds, paper numbers."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    by_method = {row.method: row for row in rows}
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         titles = [t for title, _, _ in COLUMNS for t in (title, f"{title} std")]
-        writer.writerow(["method", "group", "label", *titles, "n_seeds", "seeds"])
-        for row in rows:
-            cells: list[str] = []
+        writer.writerow(["group", "label", "method", *titles, "n_seeds", "seeds",
+                         "paper OA", "paper AA", "paper Kappa"])  # fmt: skip
+        for entry in _layout(rows, layout):
+            row = by_method.get(entry.method) if entry.method else None
+            cells: list[str | int] = []
             for _, key, _ in COLUMNS:
-                stats = row.mean_std(key)
+                stats = None if row is None else row.mean_std(key)
                 cells += ["", ""] if stats is None else [f"{stats[0]:.6f}", f"{stats[1]:.6f}"]
-            seeds = " ".join(map(str, row.seeds))
-            writer.writerow([row.method, row.group, row.label, *cells, len(row.seeds), seeds])
+            seeds = "" if row is None else " ".join(map(str, row.seeds))
+            count: str | int = "" if row is None else len(row.seeds)
+            paper = list(entry.published) if entry.published else ["", "", ""]
+            method_name = entry.method or "not run"
+            writer.writerow([entry.group, entry.label, method_name, *cells, count, seeds, *paper])
     return path

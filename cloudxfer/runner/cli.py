@@ -9,14 +9,21 @@ ones resume. Within one run, several GPUs or nodes are Lightning's DDP (``--trai
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cloudxfer.reporting.tables import TableRow, collect, format_markdown, write_csv
+from cloudxfer.reporting.tables import (
+    TableRow,
+    collect,
+    format_markdown,
+    format_paper_table,
+    write_csv,
+)
 from cloudxfer.runner.executor import RunnerError, execute
-from cloudxfer.runner.methods import METHODS
+from cloudxfer.runner.methods import METHODS, TABLES
 from cloudxfer.runner.plan import EXPERIMENTS, PlannedRun, Setting, plan, profile_path
 from cloudxfer.runtime import available_cores
 
@@ -99,6 +106,17 @@ def execute_and_collect(runs: Sequence[PlannedRun], jobs: int, prog: str) -> lis
         return None
 
 
+def git_revision() -> str:
+    """Return the repository's commit (``-dirty`` with local changes), or ``unknown``."""
+    repo = EXPERIMENTS.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev or "unknown"
+
+
 def print_commands(runs: Sequence[PlannedRun]) -> None:
     """Write every command in dependency order (fit, then test for scored runs)."""
     for run in runs:
@@ -118,12 +136,24 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"registry names (default: all): {', '.join(METHODS)}",
     )
+    parser.add_argument(
+        "--table",
+        choices=sorted(TABLES),
+        default=None,
+        help="run every registered row of a paper table and write it in the paper's order",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     add_setting_arguments(parser)
     parser.add_argument("overrides", nargs="*", help="extra CLI overrides, e.g. --trainer.x=y")
     args, unknown = parser.parse_known_args(argv)
-    methods = args.methods or list(METHODS)
+    layout = TABLES[args.table] if args.table else None
+    if args.methods:
+        methods = args.methods
+    elif layout is not None:
+        methods = [row.method for row in layout if row.method]
+    else:
+        methods = list(METHODS)
     unknown_methods = [m for m in methods if m not in METHODS]
     if unknown_methods:
         parser.error(f"unknown method(s) {', '.join(unknown_methods)}; known: {', '.join(METHODS)}")
@@ -137,9 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = execute_and_collect(runs, args.jobs, "cloudxfer run")
     if rows is None:
         return 1
-    table = format_markdown(rows)
-    write_csv(rows, out / "table.csv")
-    header = f"Command: cloudxfer run {' '.join(argv if argv is not None else sys.argv[1:])}"
+    table = format_markdown(rows) if layout is None else format_paper_table(rows, layout)
+    write_csv(rows, out / "table.csv", layout)
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    header = "\n".join([
+        f"Command: cloudxfer run {command}",
+        f"Revision: {git_revision()}",
+        f"Profile: {setting.profile}; data set configs: experiments/{setting.dataset}",
+        f"Data: {' '.join(setting.overrides[:2])}; simulator seed {args.seed} (if simulated)",
+        f"Seeds: {' '.join(map(str, args.seeds))}",
+    ])  # fmt: skip
     (out / "table.md").write_text(f"{header}\n\n{table}\n", encoding="utf-8")
     print("\n" + table)
     print(f"\nwrote {out / 'table.md'} and {out / 'table.csv'}")

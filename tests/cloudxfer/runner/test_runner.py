@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 from pathlib import Path
@@ -11,11 +12,11 @@ import pytest
 import torch
 
 from cloudxfer.checkpoints import METADATA_KEY
-from cloudxfer.reporting.tables import collect, format_markdown, write_csv
+from cloudxfer.reporting.tables import collect, format_markdown, format_paper_table, write_csv
 from cloudxfer.runner import METHODS, RunnerError, Setting, execute, plan, upstream_closure
 from cloudxfer.runner import executor as execute_module
 from cloudxfer.runner.cli import main as run_main
-from cloudxfer.runner.methods import Method
+from cloudxfer.runner.methods import TABLES, Method
 from cloudxfer.runner.plan import profile_path
 
 
@@ -170,8 +171,15 @@ def test_tables_average_seeds_from_files_and_refuse_mixed_settings(
     assert mean == pytest.approx(0.55) and std == pytest.approx(0.0707107, rel=1e-5)
     table = format_markdown([row])
     assert "| F2 target, IRM (opt & SAR) | 55.00 ± 7.07 | 40.00 ± 0.00 | 0.300 ± 0.000 |" in table
-    lines = write_csv([row], tmp_path / "t.csv").read_text().splitlines()
-    assert lines[1].startswith("target,Opt & SAR,") and lines[1].endswith(",2,0 1")
+    with write_csv([row], tmp_path / "t.csv").open() as handle:
+        (line,) = list(csv.DictReader(handle))
+    assert (line["method"], line["n_seeds"], line["seeds"]) == ("target", "2", "0 1")
+    assert float(line["OA"]) == pytest.approx(0.55) and line["paper OA"] == ""
+    layout = TABLES["table1"]
+    paper = format_paper_table([row], layout)
+    assert "| Opt | SPL | not run |" in paper and "| 42.54 | 47.17 | 0.356 |" in paper
+    assert "| Opt & SAR | Ours (F2, IRM) | 55.00 ± 7.07 |" in paper
+    assert paper.index("| Finetune |") < paper.index("| KD-S |") < paper.index("| Ours (F2")
     other = plan(["target"], [2], _setting(tmp_path / "o", "--trainer.max_epochs=3"))
     execute(other, log=lambda _: None)
     with pytest.raises(ValueError, match="one table holds one profile"):
