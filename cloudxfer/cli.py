@@ -8,6 +8,7 @@ target.yaml --trainer.max_epochs 5`` trains one stage; ``cloudxfer chain`` runs 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -155,6 +156,13 @@ class CloudxferCLI(LightningCLI):
         super()._parse_ckpt_path()
 
 
+class _DropTips(logging.Filter):
+    """Drop Lightning's "Tip:" messages (product suggestions), keep every other record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.getMessage())
+
+
 def run_lightning(args: list[str] | None = None) -> int:
     """Run the LightningCLI subcommands (fit, validate, test, predict)."""
     # Stages convert image batches to channels-last in on_after_batch_transfer, beside a
@@ -163,6 +171,11 @@ def run_lightning(args: list[str] | None = None) -> int:
     # A run folder already holds the runner's run.json (and, when resuming, the checkpoints);
     # the CSV logger removes only its own metrics.csv there, so its warning is harmless.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* is not empty")
+    # Lightning's own pytree helper calls a torch API that torch now marks deprecated; it is
+    # Lightning's call, not ours, and behaves the same.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    # An advertisement for a hosted logger printed at every Trainer start: not a diagnostic.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
     # Configs interpolate ``${profile.x}`` from their own root; under a subcommand the merged
     # config is nested (``fit.profile.x``), so absolute paths must resolve relative to it.
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)

@@ -57,6 +57,7 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate_source(out / "data" / "source", per_class=4, seed=1, size=64)
     result = cloudxfer("chain", "--profile", "smoke", "--out", str(out))
     (out / "chain_stdout.txt").write_text(result.stdout)
+    (out / "chain_stderr.txt").write_text(result.stderr)
     return out
 
 
@@ -76,6 +77,8 @@ def _stage_args(out: Path, stage: str) -> list[str]:
 def test_chain_prints_table_and_writes_artefacts(chain_run: Path) -> None:
     stdout = (chain_run / "chain_stdout.txt").read_text()
     assert "| model | OA | AA | Kappa |" in stdout
+    # quiet: no product tips from Lightning in a run's output
+    assert "Tip:" not in stdout + (chain_run / "chain_stderr.txt").read_text()
     assert "F2 target, IRM (opt & SAR)" in stdout and "F2 target, no IRM" in stdout
     runs = chain_run / "runs"
     for stage in ("source_finetune", "aux_opt", "aux_sar", "target", "target_noirm"):
