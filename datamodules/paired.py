@@ -123,7 +123,9 @@ class PairedTileDataset(Dataset[Sample]):
     """Paired optical/SAR tiles as sample dicts.
 
     Samples: ``image_opt`` float32 (3, T, T), ``image_sar`` float32 (3, T, T), ``label``
-    int64 (), ``cloud_fraction`` float32 () (NaN when unknown), ``id`` str.
+    int64 (), ``cloud_fraction`` float32 () (NaN when unknown), ``id`` str, ``labelled`` bool
+    () (whether the tile is in the labelled subset: methods that train on labels and on
+    unlabelled tiles together may read ``label`` only where it is True).
 
     Args:
         tiles: Tiles to serve.
@@ -145,6 +147,8 @@ class PairedTileDataset(Dataset[Sample]):
         self.source = source
         self.standardisation = standardisation
         self.clouds = clouds
+        self.labelled_ids: frozenset[str] = frozenset()
+        """Ids of the labelled subset (set by the datamodule)."""
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -164,6 +168,7 @@ class PairedTileDataset(Dataset[Sample]):
             "label": torch.tensor(tile.label, dtype=torch.int64),
             "cloud_fraction": torch.tensor(fraction, dtype=torch.float32),
             "id": tile.id,
+            "labelled": torch.tensor(tile.id in self.labelled_ids),
         }
 
 
@@ -372,9 +377,9 @@ class PairedDataModule(L.LightningDataModule):
         self.setup()
         if subset not in self._datasets:
             assert self._tiles is not None and self._rows is not None
-            self._datasets[subset] = self._make_dataset(
-                [self._tiles[i] for i in self._subset_ids(subset)]
-            )
+            dataset = self._make_dataset([self._tiles[i] for i in self._subset_ids(subset)])
+            dataset.labelled_ids = frozenset(subset_ids(self._rows, "labelled"))
+            self._datasets[subset] = dataset
         return self._datasets[subset]
 
     def _subset_ids(self, subset: SubsetName) -> list[str]:

@@ -1,13 +1,15 @@
-"""One LightningModule per stage: source (0), auxiliary (F1), target (F2), supervised (SL)."""
+"""One LightningModule per stage: source (0), F1, F2, and the comparison rows SL and TLF."""
 
 from cloudxfer.stages.auxiliary import AuxiliaryDistillation
 from cloudxfer.stages.base import StageModule
+from cloudxfer.stages.fusion import LateFusionDistillation
 from cloudxfer.stages.source import SourceClassification
 from cloudxfer.stages.supervised import SupervisedClassification
 from cloudxfer.stages.target import TargetDistillation
 
 __all__ = [
     "AuxiliaryDistillation",
+    "LateFusionDistillation",
     "SourceClassification",
     "StageModule",
     "SupervisedClassification",

@@ -338,6 +338,7 @@ def test_report_prints_metrics_and_diagnostics(
         ("finetune_sar", "teacher_source", "from method 'finetune_sar'"),
         ("sl", "teacher_sar", "from stage 'supervised'"),
         ("kdhn", "teacher_sar", "from method 'kdhn'"),
+        ("tlf", "teacher_opt", "from stage 'fusion'"),
     ],
 )
 def test_comparison_rows_fit_test_and_never_serve_as_teachers(

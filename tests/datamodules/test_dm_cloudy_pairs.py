@@ -29,7 +29,7 @@ def samples(dm):
 def test_batches(cloudy_pairs_dataset, train_subset):
     dm = make_dm(cloudy_pairs_dataset, train_subset=train_subset, batch_size=16)
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"image_opt", "image_sar", "label", "cloud_fraction", "id"}
+    assert set(batch) == {"image_opt", "image_sar", "label", "cloud_fraction", "id", "labelled"}
     assert batch["image_opt"].shape[1:] == (3, 64, 64) and batch["image_opt"].dtype == torch.float32
     assert batch["image_sar"].shape[1:] == (3, 64, 64) and batch["image_sar"].dtype == torch.float32
     assert batch["label"].dtype == torch.int64 and batch["cloud_fraction"].dtype == torch.float32

@@ -65,7 +65,7 @@ def test_batches_have_keys_dtypes_shapes(sen12ms_dataset, train_subset):
     expected -= held
     n = 0
     for batch in dm.train_dataloader():
-        assert set(batch) == {"image_opt", "image_sar", "label", "cloud_fraction", "id"}
+        assert set(batch) == {"image_opt", "image_sar", "label", "cloud_fraction", "id", "labelled"}
         b = batch["label"].shape[0]
         assert (
             batch["image_opt"].shape == (b, 3, 64, 64) and batch["image_opt"].dtype == torch.float32
@@ -226,6 +226,14 @@ def test_write_run_files_and_reload_split(sen12ms_dataset, tmp_path):
     assert reloaded.split_rows == rows
     other = make_dm(sen12ms_dataset, split_seed=99)
     assert other.split_rows != rows
+
+
+def test_samples_say_whether_they_are_labelled(sen12ms_dataset):
+    dm = make_dm(sen12ms_dataset, clouds=NO_CLOUDS)
+    labelled = {row.id for row in dm.split_rows if row.split == "labelled"}
+    flags = {s["id"]: bool(s["labelled"]) for s in dm.subset_dataset("train")}
+    assert labelled and {i for i, flag in flags.items() if flag} == labelled
+    assert not any(bool(s["labelled"]) for s in dm.subset_dataset("test"))
 
 
 def test_same_seed_same_split(sen12ms_dataset):
