@@ -102,14 +102,23 @@ class LateFusionClassifier(nn.Module):
 
     def unimodal_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Each modality's share of the fused logits (its slice of the head), as OGM-GE uses."""
-        out: dict[str, Tensor] = {}
+        return self.forward_parts(batch)[1]
+
+    def forward_parts(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Fused logits and each modality's share of them, from one pass of the encoders.
+
+        The shares (features times the modality's slice of the head, plus an equal part of the
+        bias) add up to the fused logits.
+        """
+        parts: dict[str, Tensor] = {}
         start = 0
         for key in self.inputs:
             width = self.widths[key]
             weight = self.head.weight[:, start : start + width]
-            out[key] = self.encoders[key](batch[key]) @ weight.T + self.head.bias / len(self.inputs)
+            share = self.encoders[key](batch[key]) @ weight.T
+            parts[key] = share + self.head.bias / len(self.inputs)
             start += width
-        return out
+        return torch.stack(list(parts.values())).sum(0), parts
 
 
 def build_model(spec: dict[str, Any], weights: str | None = None) -> nn.Module:

@@ -1,8 +1,9 @@
-"""One LightningModule per stage: source (0), F1, F2, and the comparison rows SL and TLF."""
+"""One LightningModule per stage: source (0), F1, F2, and the comparison rows SL, TLF, OGM-GE."""
 
 from cloudxfer.stages.auxiliary import AuxiliaryDistillation
 from cloudxfer.stages.base import StageModule
 from cloudxfer.stages.fusion import LateFusionDistillation
+from cloudxfer.stages.ogm_ge import OgmGeFusion
 from cloudxfer.stages.source import SourceClassification
 from cloudxfer.stages.supervised import SupervisedClassification
 from cloudxfer.stages.target import TargetDistillation
@@ -10,6 +11,7 @@ from cloudxfer.stages.target import TargetDistillation
 __all__ = [
     "AuxiliaryDistillation",
     "LateFusionDistillation",
+    "OgmGeFusion",
     "SourceClassification",
     "StageModule",
     "SupervisedClassification",

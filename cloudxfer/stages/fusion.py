@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -64,18 +65,25 @@ class LateFusionDistillation(StageModule):
         """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
         return cls.stage_name, modality_of(FUSION_INPUTS)
 
-    def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Mean label cross-entropy (labelled) + mean distillation loss (unlabelled)."""
+    def targets(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Per-sample target distributions and labelled mask (labels where labelled, else f_S)."""
         hp = self.hparams
-        logits = self(batch)
-        labelled = batch["labelled"].float()
-        unlabelled = 1.0 - labelled
-        # the data set's label of an unlabelled tile is never read: masked before the loss
-        labels = batch["label"] * batch["labelled"].long()
-        per_label = F.cross_entropy(logits, labels, reduction="none") * labelled
-        target = teacher_targets(
+        labelled = batch["labelled"]
+        pseudo = teacher_targets(
             self.teacher_outputs(batch)["source"], hp["targets"], hp["temperature"]
         )
+        # the data set's label of an unlabelled tile is never read: masked before use
+        labels = F.one_hot(batch["label"] * labelled.long(), pseudo.shape[1]).float()
+        return torch.where(labelled[:, None], labels, pseudo), labelled.float()
+
+    def fusion_loss(
+        self, logits: Tensor, batch: dict[str, Any]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Mean label cross-entropy (labelled) + mean distillation loss (unlabelled)."""
+        hp = self.hparams
+        target, labelled = self.targets(batch)
+        unlabelled = 1.0 - labelled
+        per_label = distillation_loss(logits, target, 1.0) * labelled
         per_pseudo = distillation_loss(logits, target, hp["temperature"]) * unlabelled
         loss_labels = per_label.sum() / labelled.sum().clamp_min(1.0)
         loss_pseudo = per_pseudo.sum() / unlabelled.sum().clamp_min(1.0)
@@ -85,3 +93,7 @@ class LateFusionDistillation(StageModule):
             "loss/pseudo": loss_pseudo.detach(),
             "train/labelled_share": labelled.mean(),
         }
+
+    def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return the joint loss of the fused logits and what to log."""
+        return self.fusion_loss(self(batch), batch)

@@ -339,6 +339,7 @@ def test_report_prints_metrics_and_diagnostics(
         ("sl", "teacher_sar", "from stage 'supervised'"),
         ("kdhn", "teacher_sar", "from method 'kdhn'"),
         ("tlf", "teacher_opt", "from stage 'fusion'"),
+        ("ogm_ge", "teacher_sar", "from stage 'fusion'"),
     ],
 )
 def test_comparison_rows_fit_test_and_never_serve_as_teachers(

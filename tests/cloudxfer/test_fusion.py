@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from cloudxfer.stages import LateFusionDistillation
+from cloudxfer.stages import LateFusionDistillation, OgmGeFusion
+from cloudxfer.stages.ogm_ge import modulation_coefficients
 
 CLASSES = ["a", "b", "c"]
 
@@ -43,3 +47,52 @@ def test_labels_of_unlabelled_tiles_and_pseudo_labels_of_labelled_ones_are_never
     assert loss.item() == pytest.approx((ce + kd).item(), rel=1e-5)
     assert logs["train/labelled_share"].item() == 0.5
     assert set(stage.model.encoders) == {"image_opt", "image_sar"}  # one encoder per modality
+
+
+def test_ogm_ge_coefficient_by_hand() -> None:
+    k = modulation_coefficients({"image_opt": 3.0, "image_sar": 1.0}, alpha=0.5)
+    assert k["image_sar"] == 1.0
+    assert k["image_opt"] == pytest.approx(1.0 - math.tanh(0.5 * 3.0))  # 0.0949
+    assert modulation_coefficients({"image_opt": 1.0, "image_sar": 4.0}, 0.1) == pytest.approx(
+        {"image_opt": 1.0, "image_sar": 1.0 - math.tanh(0.4)}
+    )
+    assert modulation_coefficients({"image_opt": 2.0, "image_sar": 2.0}, 0.8) == {
+        "image_opt": 1.0,
+        "image_sar": 1.0,
+    }
+
+
+@pytest.mark.parametrize("enhance", [False, True])
+def test_ogm_ge_touches_only_the_dominant_encoders_conv_gradients(enhance: bool) -> None:
+    teacher = torch.tensor([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0], [5.0, 0, 0]])
+    torch.manual_seed(0)
+    stage = OgmGeFusion(
+        teacher="unused.ckpt", backbone="resnet10", class_names=CLASSES, alpha=0.5,
+        gaussian_enhancement=enhance,
+    )  # fmt: skip
+    stage.teacher_outputs = lambda batch: {"source": teacher}  # type: ignore[method-assign]
+    stage._trainer = SimpleNamespace(  # type: ignore[assignment]
+        strategy=SimpleNamespace(reduce=lambda value, reduce_op: value), current_epoch=0
+    )
+    logged: dict[str, float] = {}
+    stage.log_dict = lambda values, **_: logged.update(values)  # type: ignore[method-assign]
+    loss, _ = stage.compute_loss(_batch([0, 1, 2, 2]))
+    loss.backward()
+    before = {n: p.grad.clone() for n, p in stage.named_parameters() if p.grad is not None}
+    scores = {key: float(v) for key, v in stage._scores.items()}
+    dominant = max(scores, key=scores.__getitem__)
+    k = modulation_coefficients(scores, 0.5)[dominant]
+    stage.on_before_optimizer_step(torch.optim.SGD(stage.parameters(), lr=0.1))
+    assert logged[f"ogm/k_{dominant.removeprefix('image_')}"] == pytest.approx(k)
+    changed = {
+        n
+        for n, p in stage.named_parameters()
+        if p.grad is not None and not torch.equal(p.grad, before[n])
+    }
+    prefix = f"model.encoders.{dominant}."
+    assert changed and all(n.startswith(prefix) for n in changed)  # only the dominant encoder
+    for name in changed:
+        grad = dict(stage.named_parameters())[name].grad
+        assert grad is not None and grad.dim() == 4  # conv weights only
+        if not enhance:
+            assert torch.allclose(grad, before[name] * k)
