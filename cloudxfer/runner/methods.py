@@ -40,137 +40,48 @@ class Method:
 
 
 _F_S = "source_finetune"
+_F_PRE = (("model.init_args.init_from", "source_pretrain"),)
+_TEACHER = (("model.init_args.teacher", _F_S),)
 _TEACHERS = (
     ("model.init_args.teacher_opt", "aux_opt"),
     ("model.init_args.teacher_sar", "aux_sar"),
     ("model.init_args.teacher_source", _F_S),
 )
 
-_F_PRE = (("model.init_args.init_from", "source_pretrain"),)
+
+def _row(
+    name: str, stage: str, needs: tuple[tuple[str, str], ...], label: str, group: str
+) -> Method:
+    """Return the method whose stage config is ``<name>.yaml``."""
+    return Method(name, f"{name}.yaml", stage, needs, (), label, group)
+
+
+def _f2(name: str, label: str, *overrides: str) -> Method:
+    """F2 (target.yaml) with one setting changed: the method's ablations."""
+    return Method(name, "target.yaml", "target", _TEACHERS, overrides, label, "Opt & SAR")
+
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("source_pretrain", "source_pretrain.yaml", "source_pretrain"),
-        Method(
-            _F_S,
-            "source_finetune.yaml",
-            "source_finetune",
-            needs=_F_PRE,
-            label="Source f_S (opt)",
-            group="Source",
-        ),
+        _row(_F_S, _F_S, _F_PRE, "Source f_S (opt)", "Source"),
         # comparison rows (docs/baselines.md)
-        Method(
-            "finetune_opt",
-            "finetune_opt.yaml",
-            "source_finetune",
-            needs=_F_PRE,
-            label="Finetune (opt)",
-            group="Opt",
-        ),
-        Method(
-            "kd_s",
-            "kd_s.yaml",
-            "auxiliary",
-            needs=(("model.init_args.teacher", _F_S),),
-            label="KD-S (opt)",
-            group="Opt",
-        ),
-        Method(
-            "finetune_sar",
-            "finetune_sar.yaml",
-            "source_finetune",
-            needs=_F_PRE,
-            label="Finetune (SAR)",
-            group="SAR",
-        ),
-        Method("sl", "sl.yaml", "supervised", label="SL (opt & SAR)", group="Opt & SAR"),
-        Method(
-            "kdhn",
-            "kdhn.yaml",
-            "auxiliary",
-            needs=(("model.init_args.teacher", _F_S),),
-            label="KDHN (opt & SAR)",
-            group="Opt & SAR",
-        ),
-        Method(
-            "tlf",
-            "tlf.yaml",
-            "fusion",
-            needs=(("model.init_args.teacher", _F_S),),
-            label="TLF (opt & SAR)",
-            group="Opt & SAR",
-        ),
-        Method(
-            "ogm_ge",
-            "ogm_ge.yaml",
-            "fusion",
-            needs=(("model.init_args.teacher", _F_S),),
-            label="OGM-GE (opt & SAR)",
-            group="Opt & SAR",
-        ),
-        Method(
-            "aux_opt",
-            "aux_opt.yaml",
-            "auxiliary",
-            needs=(("model.init_args.teacher", _F_S),),
-            label="F1 auxiliary (opt)",
-            group="Opt",
-        ),
-        Method(
-            "aux_sar",
-            "aux_sar.yaml",
-            "auxiliary",
-            needs=(("model.init_args.teacher", _F_S),),
-            label="F1 auxiliary (SAR)",
-            group="SAR",
-        ),
-        Method(
-            "target",
-            "target.yaml",
-            "target",
-            needs=_TEACHERS,
-            label="F2 target, IRM (opt & SAR)",
-            group="Opt & SAR",
-        ),
-        Method(
-            "target_noirm",
-            "target.yaml",
-            "target",
-            needs=_TEACHERS,
-            overrides=("--model.init_args.irm=none",),
-            label="F2 target, no IRM (opt & SAR)",
-            group="Opt & SAR",
-        ),
-        # ablations of F2 (one setting changed each)
-        Method(
-            "target_irm_sample",
-            "target.yaml",
-            "target",
-            needs=_TEACHERS,
-            overrides=("--model.init_args.irm=sample",),
-            label="F2, IRM per sample",
-            group="Opt & SAR",
-        ),
-        Method(
-            "target_late",
-            "target.yaml",
-            "target",
-            needs=_TEACHERS,
-            overrides=("--model.init_args.fusion=late",),
-            label="F2, late fusion",
-            group="Opt & SAR",
-        ),
-        Method(
-            "target_soft",
-            "target.yaml",
-            "target",
-            needs=_TEACHERS,
-            overrides=("--model.init_args.targets=soft",),
-            label="F2, soft targets",
-            group="Opt & SAR",
-        ),
+        _row("finetune_opt", _F_S, _F_PRE, "Finetune (opt)", "Opt"),
+        _row("kd_s", "auxiliary", _TEACHER, "KD-S (opt)", "Opt"),
+        _row("finetune_sar", _F_S, _F_PRE, "Finetune (SAR)", "SAR"),
+        _row("sl", "supervised", (), "SL (opt & SAR)", "Opt & SAR"),
+        _row("kdhn", "auxiliary", _TEACHER, "KDHN (opt & SAR)", "Opt & SAR"),
+        _row("tlf", "fusion", _TEACHER, "TLF (opt & SAR)", "Opt & SAR"),
+        _row("ogm_ge", "fusion", _TEACHER, "OGM-GE (opt & SAR)", "Opt & SAR"),
+        # the method: F1 auxiliaries, F2 and its ablations
+        _row("aux_opt", "auxiliary", _TEACHER, "F1 auxiliary (opt)", "Opt"),
+        _row("aux_sar", "auxiliary", _TEACHER, "F1 auxiliary (SAR)", "SAR"),
+        _f2("target", "F2 target, IRM (opt & SAR)"),
+        _f2("target_noirm", "F2 target, no IRM (opt & SAR)", "--model.init_args.irm=none"),
+        _f2("target_irm_sample", "F2, IRM per sample", "--model.init_args.irm=sample"),
+        _f2("target_late", "F2, late fusion", "--model.init_args.fusion=late"),
+        _f2("target_soft", "F2, soft targets", "--model.init_args.targets=soft"),
     )
 }
 """Every method the runner knows, in table order."""
