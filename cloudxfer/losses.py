@@ -90,3 +90,11 @@ def confidence_mask(teacher_logits: Tensor, criterion: FilterCriterion, threshol
     raise ValueError(
         f"unknown filter criterion {criterion!r}; expected none, max_prob, margin or entropy"
     )
+
+
+def label_loss(
+    logits: Tensor, labels: Tensor, label_smoothing: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Cross-entropy against ground-truth labels and the batch accuracy (no gradient)."""
+    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    return loss, (logits.detach().argmax(1) == labels).float().mean()

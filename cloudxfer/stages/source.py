@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from cloudxfer.checkpoints import CheckpointError, load_frozen_model
+from cloudxfer.losses import label_loss
 from cloudxfer.models import SceneClassifier
 from cloudxfer.stages.auxiliary import MODALITY_INPUTS
 from cloudxfer.stages.base import StageModule
@@ -89,9 +89,5 @@ class SourceClassification(StageModule):
 
     def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy against the ground-truth label, and the batch accuracy."""
-        logits = self(batch)
-        loss = F.cross_entropy(
-            logits, batch["label"], label_smoothing=self.hparams["label_smoothing"]
-        )
-        accuracy = (logits.argmax(1) == batch["label"]).float().mean()
+        loss, accuracy = label_loss(self(batch), batch["label"], self.hparams["label_smoothing"])
         return loss, {"loss/source": loss.detach(), "train/acc": accuracy}

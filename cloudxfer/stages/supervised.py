@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch.nn.functional as F
 from torch import Tensor
 
+from cloudxfer.losses import label_loss
 from cloudxfer.models import LateFusionClassifier, SceneClassifier, modality_of
 from cloudxfer.stages.base import StageModule
 
@@ -55,9 +55,5 @@ class SupervisedClassification(StageModule):
 
     def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy against the ground-truth label, and the batch accuracy."""
-        logits = self(batch)
-        loss = F.cross_entropy(
-            logits, batch["label"], label_smoothing=self.hparams["label_smoothing"]
-        )
-        accuracy = (logits.argmax(1) == batch["label"]).float().mean()
+        loss, accuracy = label_loss(self(batch), batch["label"], self.hparams["label_smoothing"])
         return loss, {"loss/supervised": loss.detach(), "train/acc": accuracy}
