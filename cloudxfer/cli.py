@@ -77,6 +77,12 @@ class WandbOptions:
     enabled: bool = False
     project: str = "cloudxfer"
     name: str | None = None
+    group: str | None = None
+    """Runs shown together (the runner sets the table's output folder name)."""
+    job_type: str | None = None
+    """Kind of run (the runner sets the stage, e.g. ``target``)."""
+    tags: list[str] | None = None
+    """Free labels (the runner sets ``seed<k>`` and the method name)."""
 
 
 class CloudxferCLI(LightningCLI):
@@ -122,7 +128,18 @@ class CloudxferCLI(LightningCLI):
             if wandb is not None and wandb.enabled:
                 os.environ.setdefault("WANDB_MODE", "offline")
                 loggers.append(
-                    WandbLogger(project=wandb.project, name=wandb.name, save_dir=str(log_dir))
+                    WandbLogger(
+                        project=wandb.project,
+                        name=wandb.name,
+                        group=wandb.group,
+                        job_type=wandb.job_type,
+                        tags=wandb.tags,
+                        save_dir=str(log_dir),
+                        # the resolved config, so runs compare by their settings
+                        config=self.config.get(str(self.subcommand)).as_dict()
+                        if self.subcommand
+                        else None,
+                    )
                 )
             kwargs["logger"] = loggers
         configured_callbacks = self._get(self.config_init, "trainer.callbacks") or []

@@ -131,6 +131,11 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 *m.overrides,
                 *inputs,
                 f"--trainer.default_root_dir={directory}",
+                # inert unless --wandb.enabled=true: one W&B group per table, runs by stage/seed
+                f"--wandb.name={m.name}-seed{seed}",
+                f"--wandb.group={root.parent.name}",
+                f"--wandb.job_type={m.stage}",
+                f"--wandb.tags=[seed{seed},{m.name}]",
             ]  # fmt: skip
             run_id = _digest({
                 "method": m.name, "stage": m.stage, "seed": seed,

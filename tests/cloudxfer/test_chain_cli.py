@@ -234,11 +234,17 @@ def test_wandb_offline_logger(chain_run: Path, tmp_path: Path) -> None:
         "fit",
         *_stage_args(chain_run, "aux_opt"),
         "--wandb.enabled=true",
+        "--wandb.group=grouptable1",
+        "--wandb.job_type=auxiliary",
+        "--wandb.tags=[seed0,aux_opt]",
         "--trainer.max_steps=2",
         "--trainer.limit_val_batches=1",
         f"--trainer.default_root_dir={tmp_path}",
     )
-    assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline W&B run written"
+    (run,) = list((tmp_path / "wandb").glob("offline-run-*"))
+    # the group travels in the run's record; the resolved config is attached
+    assert b"grouptable1" in next(run.glob("*.wandb")).read_bytes()
+    assert "filter_threshold" in (run / "files" / "config.yaml").read_text()
     assert (tmp_path / "metrics.csv").is_file()  # the CSV logger stays on beside W&B
 
 
