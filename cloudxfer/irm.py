@@ -15,21 +15,28 @@ from torch import Tensor
 __all__ = ["contribution", "modality_weights", "global_sum"]
 
 
-def contribution(logits: Tensor) -> Tensor:
+def contribution(logits: Tensor, reference: Tensor | None = None) -> Tensor:
     """Per-sample contribution S: the softmax probability of the argmax class.
 
     Args:
         logits: auxiliary model outputs, shape (B, M).
+        reference: with the source model's outputs (B, M) here, S is the auxiliary's
+            probability of the class the *source model* predicts: the variant that reads the
+            arrow from the source output into the ratio in the paper's Fig. 4.
 
     Returns:
-        Detached tensor of shape (B,) with values in [1/M, 1].
+        Detached tensor of shape (B,) with values in [1/M, 1] (in [0, 1] with ``reference``).
 
     """
     if logits.ndim != 2:
         raise ValueError(
             f"contribution() expects logits of shape (B, M), got {tuple(logits.shape)}"
         )
-    return torch.softmax(logits.detach().float(), dim=1).amax(dim=1)
+    probabilities = torch.softmax(logits.detach().float(), dim=1)
+    if reference is None:
+        return probabilities.amax(dim=1)
+    index = reference.detach().argmax(dim=1, keepdim=True)
+    return probabilities.gather(1, index).squeeze(1)
 
 
 def global_sum(values: Tensor) -> Tensor:
@@ -46,7 +53,10 @@ def global_sum(values: Tensor) -> Tensor:
 
 
 def modality_weights(
-    logits_opt: Tensor, logits_sar: Tensor, per_sample: bool = False
+    logits_opt: Tensor,
+    logits_sar: Tensor,
+    per_sample: bool = False,
+    reference: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Discrepancy ratios (rho_opt, rho_sar) weighting the two modality losses.
 
@@ -55,6 +65,7 @@ def modality_weights(
         logits_sar: SAR auxiliary outputs, shape (B, M).
         per_sample: if True, return per-sample ratios ``S_sar,i / S_opt,i`` of shape (B,);
             otherwise scalar ratios of batch sums (all-reduced across DDP ranks).
+        reference: source model outputs for the Fig. 4 arrow variant (see ``contribution``).
 
     Returns:
         Detached ``(rho_opt, rho_sar)``; with batch sums ``rho_opt * rho_sar == 1``.
@@ -65,8 +76,8 @@ def modality_weights(
             "modality_weights() needs logits of equal shape, got "
             f"{tuple(logits_opt.shape)} and {tuple(logits_sar.shape)}"
         )
-    s_opt = contribution(logits_opt)
-    s_sar = contribution(logits_sar)
+    s_opt = contribution(logits_opt, reference).clamp_min(1e-12)
+    s_sar = contribution(logits_sar, reference).clamp_min(1e-12)
     if per_sample:
         return s_sar / s_opt, s_opt / s_sar
     sum_opt = global_sum(s_opt)

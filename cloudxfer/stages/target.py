@@ -35,6 +35,9 @@ class TargetDistillation(StageModule):
         fusion: ``early`` (one network on the 3+3 stacked channels, as the paper draws it) or
             ``late`` (one encoder per modality, features concatenated).
         irm: ``none``, ``batch`` (ratios of batch sums, DDP-synced) or ``sample``.
+        irm_reference: ``self`` (each auxiliary's confidence in its own prediction, as
+            METHOD.md reads eq. 5) or ``source`` (its probability of the class f_S predicts:
+            the arrow from the source output into the ratio in the paper's Fig. 4).
         targets: ``hard`` or ``soft`` teacher targets.
         temperature: distillation temperature for soft targets.
         source_weight: weight of the source term (fixed at 1 in the paper).
@@ -52,6 +55,7 @@ class TargetDistillation(StageModule):
         backbone: str = "googlenet",
         fusion: Literal["early", "late"] = "early",
         irm: Literal["none", "batch", "sample"] = "batch",
+        irm_reference: Literal["self", "source"] = "self",
         targets: TargetKind = "hard",
         temperature: float = 1.0,
         source_weight: float = 1.0,
@@ -73,13 +77,16 @@ class TargetDistillation(StageModule):
         f_s = {"source_finetune"}
         self.add_teacher("source", hp["teacher_source"], f_s, modality="opt", methods=f_s)
 
-    def weights(self, logits_opt: Tensor, logits_sar: Tensor) -> tuple[Tensor, Tensor]:
+    def weights(
+        self, logits_opt: Tensor, logits_sar: Tensor, logits_source: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """IRM weights (rho_opt, rho_sar): scalars, per-sample (B,), or ones without IRM."""
         mode = self.hparams["irm"]
         if mode == "none":
             one = torch.ones((), device=logits_opt.device)
             return one, one
-        return modality_weights(logits_opt, logits_sar, per_sample=mode == "sample")
+        reference = logits_source if self.hparams.get("irm_reference") == "source" else None
+        return modality_weights(logits_opt, logits_sar, mode == "sample", reference)
 
     @classmethod
     def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
@@ -99,7 +106,8 @@ class TargetDistillation(StageModule):
             )
             for name in ("opt", "sar", "source")
         }
-        rho_opt, rho_sar = self.weights(out["opt"], out["sar"])
+        rho_opt, rho_sar = self.weights(out["opt"], out["sar"], out["source"])
+        reference = out["source"] if hp.get("irm_reference") == "source" else None
         loss = (
             rho_opt * terms["opt"] + rho_sar * terms["sar"] + hp["source_weight"] * terms["source"]
         ).mean()
@@ -110,7 +118,7 @@ class TargetDistillation(StageModule):
             "loss/source": terms["source"].detach().mean(),
             "irm/rho_opt": rho_opt.float().mean(),
             "irm/rho_sar": rho_sar.float().mean(),
-            "irm/s_opt": contribution(out["opt"]).mean(),
-            "irm/s_sar": contribution(out["sar"]).mean(),
+            "irm/s_opt": contribution(out["opt"], reference).mean(),
+            "irm/s_sar": contribution(out["sar"], reference).mean(),
         }
         return loss, logs

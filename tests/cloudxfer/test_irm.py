@@ -102,3 +102,14 @@ def test_ddp_weights_equal_single_process_over_global_batch(tmp_path) -> None:
         result = torch.load(tmp_path / f"rank{rank}.pt")
         torch.testing.assert_close(result["rho_opt"], reference_opt)
         torch.testing.assert_close(result["rho_sar"], reference_sar)
+
+
+def test_contribution_on_the_source_models_class_by_hand() -> None:
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]))
+    source = torch.tensor([[0.0, 9.0, 0.0], [0.0, 0.0, 9.0]])  # f_S predicts class 1, class 2
+    assert contribution(logits).tolist() == pytest.approx([0.7, 0.6])
+    assert contribution(logits, source).tolist() == pytest.approx([0.2, 0.6])
+    other = torch.log(torch.tensor([[0.1, 0.8, 0.1], [0.5, 0.4, 0.1]]))
+    rho_opt, rho_sar = modality_weights(logits, other, reference=source)
+    # S_opt = 0.2 + 0.6, S_sar = 0.8 + 0.1 on f_S's classes
+    assert rho_opt.item() == pytest.approx(0.9 / 0.8) and rho_sar.item() == pytest.approx(0.8 / 0.9)
