@@ -10,7 +10,7 @@ RESULTS ?= results
 comma := ,
 SIM_DATA = $(RESULTS)/data/sim$(SIM_SEED)
 
-.PHONY: install test test-fast lint demo bench clean table1
+.PHONY: install test test-fast lint demo bench clean table1 table2
 
 install:  ## create .venv and install cloudxfer with the dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ table1:  ## Table I (NWPU role -> SEN12MS Cloud): every registered row, SEEDS, P
 	$(BIN)/cloudxfer run --table table1 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
 		--out $(RESULTS)/table1 --synth --seed $(SIM_SEED) \
 		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source
+
+table2:  ## Table II (AID role -> SEN12MS Cloud): as table1 with the AID-role source set
+	$(BIN)/cloudxfer run --table table2 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
+		--out $(RESULTS)/table2 --synth --seed $(SIM_SEED) --source-role aid \
+		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source_aid
 
 bench:  ## every performance ratio (RATIO lines, benchmarks/latest.json); about 3 minutes on 2 cores
 	$(BIN)/python -m benchmarks.bench

@@ -36,7 +36,7 @@ RENDER_PIXELS = 96
 def _set_source(classes: Sequence[ClassSpec]) -> None:
     scheme = Scheme("source", tuple(classes))
     schemes.SOURCE = scheme
-    generate.SOURCE = scheme
+    schemes.SOURCE_ROLES["nwpu"] = scheme  # the dict the generator reads
 
 
 def footprint() -> None:

@@ -48,6 +48,12 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pairs", type=int, default=1200, help="simulated target pairs")
     parser.add_argument("--per-class", type=int, default=60, help="simulated source images")
+    parser.add_argument(
+        "--source-role",
+        choices=("nwpu", "aid"),
+        default="nwpu",
+        help="which simulated source set --synth writes (NWPU-RESISC45 or AID role)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="simulator seed")
     parser.add_argument("--jobs", type=int, default=1, help="independent runs side by side")
     parser.add_argument(
@@ -71,7 +77,8 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
                    "--seed", str(args.seed), "--scheme", scheme, "--workers", workers])  # fmt: skip
         if not source_root.exists():
             synth(["source", "--out", str(source_root), "--per-class", str(args.per_class),
-                   "--seed", str(args.seed), "--workers", workers])  # fmt: skip
+                   "--seed", str(args.seed), "--workers", workers,
+                   "--role", args.source_role])  # fmt: skip
     return data_root, source_root
 
 

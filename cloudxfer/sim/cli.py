@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from cloudxfer.sim.generate import generate_source, generate_target
-from cloudxfer.sim.schemes import SCHEMES
+from cloudxfer.sim.schemes import SCHEMES, SOURCE_ROLES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-class", type=int, default=60)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=96)
+    s.add_argument(
+        "--role",
+        choices=sorted(SOURCE_ROLES),
+        default="nwpu",
+        help="source data set role: NWPU-RESISC45 (Table I) or AID (Table II) classes and scales",
+    )
     for p in (t, s):
         p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
         p.add_argument("--workers", type=int, default=1, help="processes (output is identical)")
@@ -64,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                 size=args.size,
                 overwrite=args.overwrite,
                 workers=args.workers,
+                role=args.role,
             )
-            what = f"{sum(counts.values())} source images"
+            what = f"{sum(counts.values())} {args.role} source images"
     except (FileExistsError, ValueError) as err:
         print(f"synth: error: {err}", file=sys.stderr)
         return 2

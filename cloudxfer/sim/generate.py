@@ -17,7 +17,7 @@ from cloudxfer.sim.landcover import landcover
 from cloudxfer.sim.layouts import LAYOUTS, Layout
 from cloudxfer.sim.sar import render_sar
 from cloudxfer.sim.scene import OBJECT_SCALE_RANGE, SceneConditions, draw_scene, log_uniform
-from cloudxfer.sim.schemes import SCHEMES, SOURCE, ClassSpec, Scheme
+from cloudxfer.sim.schemes import SCHEMES, SOURCE_ROLES, ClassSpec, Scheme
 from cloudxfer.sim.spectra import (
     BUILDING_HEIGHT_M,
     building_shadows,
@@ -51,6 +51,7 @@ SOURCE_GREENNESS = (0.5, 1.0)  # aerial campaigns fly mostly in the growing seas
 SOURCE_SUN_ZENITH = (25.0, 60.0)
 
 _PLAN, _SCENE, _PATCH, _SOURCE = 0, 1, 2, 3  # independent random streams per purpose
+_SOURCE_STREAM = {"nwpu": _SOURCE, "aid": 4}  # each source role draws from its own stream
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -161,9 +162,11 @@ def render_target(
     return TargetSample(s2=s2, s1=s1, lc=lc, mask=mask)
 
 
-def render_source(spec: ClassSpec, seed: int, class_index: int, i: int, size: int) -> np.ndarray:
+def render_source(
+    spec: ClassSpec, seed: int, class_index: int, i: int, size: int, role: str = "nwpu"
+) -> np.ndarray:
     """Render one cloud-free aerial RGB image (H, W, 3) uint8 of a source class."""
-    rng = _rng(seed, _SOURCE, class_index, i)
+    rng = _rng(seed, _SOURCE_STREAM[role], class_index, i)
     px = rng.uniform(*spec.pixel_m) / SUPERSAMPLE
     shape = (size * SUPERSAMPLE, size * SUPERSAMPLE)
     # every aerial image comes from its own place: its own regional looks and object sizes
@@ -319,11 +322,12 @@ class SourceJob:
     class_index: int
     index: int
     size: int
+    role: str = "nwpu"
 
 
 def _write_source(job: SourceJob) -> str:
-    spec = SOURCE.classes[job.class_index]
-    rgb = render_source(spec, job.seed, job.class_index, job.index, job.size)
+    spec = SOURCE_ROLES[job.role].classes[job.class_index]
+    rgb = render_source(spec, job.seed, job.class_index, job.index, job.size, job.role)
     write_png(job.root / spec.name / f"{spec.name}_{job.index}.png", rgb)
     return spec.name
 
@@ -335,13 +339,15 @@ def generate_source(
     size: int = 96,
     overwrite: bool = False,
     workers: int = 1,
+    role: str = "nwpu",
 ) -> dict[str, int]:
-    """Write the source set in ImageFolder layout; returns counts per class."""
+    """Write the source set of a role (``nwpu``, ``aid``) as an ImageFolder; counts per class."""
+    scheme = SOURCE_ROLES[role]
     with atomic_output_dir(Path(out), overwrite) as tmp:
         jobs = [
-            SourceJob(tmp, seed, c, i, size)
-            for c in range(len(SOURCE.classes))
+            SourceJob(tmp, seed, c, i, size, role)
+            for c in range(len(scheme.classes))
             for i in range(per_class)
         ]
         labels = _run(_write_source, jobs, workers)  # type: ignore[arg-type]
-    return _counts(SOURCE.names, labels)
+    return _counts(scheme.names, labels)

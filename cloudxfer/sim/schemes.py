@@ -138,9 +138,38 @@ SOURCE = Scheme(
     ),
 )
 
+_AID = (0.5, 8.0)  # AID's images span 0.5-8 m per pixel
+AID_SOURCE = Scheme(
+    "aid",
+    (
+        ClassSpec("Airport", 1, "airport", ("herbaceous",), _WIDE),
+        ClassSpec("BareLand", 1, "barren", ("scrub",), _AID),
+        ClassSpec("Beach", 1, "beach", (), _AID),
+        ClassSpec("Bridge", 1, "bridge", (), _FINE),
+        ClassSpec("DenseResidential", 1, "dense_residential", (), _AID),
+        ClassSpec("Desert", 1, "desert", (), _AID),
+        ClassSpec("Farmland", 1, "agricultural", ("road",), _AID),
+        ClassSpec("Forest", 1, "forest", (), _AID),
+        ClassSpec("Industrial", 1, "industrial", ("residential",), _AID),
+        ClassSpec("Meadow", 1, "meadow", (), _AID),
+        ClassSpec("MediumResidential", 1, "residential", (), _AID),
+        ClassSpec("Parking", 1, "parking_lot", (), (0.5, 1.5)),
+        ClassSpec("Pond", 1, "water", ("herbaceous",), _AID),
+        ClassSpec("Port", 1, "harbor", ("industrial",), _AID),
+        ClassSpec("River", 1, "river", (), _RIVER),
+        ClassSpec("SparseResidential", 1, "sparse_residential", (), _AID),
+        ClassSpec("Viaduct", 1, "freeway", (), _AID),
+    ),
+)
+"""The AID role (Table II): another class set (AID's names, 17 of its 30 classes that the
+layouts can draw) at AID's 0.5-8 m, beside the NWPU-RESISC45 role of ``SOURCE``."""
+
+SOURCE_ROLES: dict[str, Scheme] = {"nwpu": SOURCE, "aid": AID_SOURCE}
+"""Source sets selectable with ``synth source --role``."""
+
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (SEN12MS_CLOUD, HUNAN)}
 """Target schemes selectable with ``synth target --scheme``."""
 
-for _scheme in (SEN12MS_CLOUD, HUNAN, SOURCE):
+for _scheme in (SEN12MS_CLOUD, HUNAN, SOURCE, AID_SOURCE):
     for _c in _scheme.classes:
         assert _c.layout in LAYOUTS and all(x in LAYOUTS for x in _c.context), _c

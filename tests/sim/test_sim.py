@@ -19,7 +19,7 @@ from cloudxfer.sim.cli import main
 from cloudxfer.sim.generate import PatchPlan, plan_target, render_target
 from cloudxfer.sim.sar import correlated_speckle
 from cloudxfer.sim.scene import SEASONS, draw_scene
-from cloudxfer.sim.schemes import HUNAN, SEN12MS_CLOUD, SOURCE
+from cloudxfer.sim.schemes import AID_SOURCE, HUNAN, SEN12MS_CLOUD, SOURCE
 
 STEM = re.compile(r"^(ROIs\d{4}_(spring|summer|fall|winter))_s2_(\d+)_p(\d+)$")
 
@@ -230,6 +230,18 @@ def test_source_image_folder(tmp_path: Path) -> None:
         assert img.mode == "RGB" and img.size == (40, 40)
         arr = np.asarray(img)
         assert arr.std() > 2.0  # not a flat image
+
+
+def test_aid_role_has_its_own_classes_and_images(tmp_path: Path) -> None:
+    out = tmp_path / "aid"
+    args = ["source", "--out", str(out), "--per-class", "2", "--seed", "1", "--size", "40"]
+    assert main([*args, "--role", "aid"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(AID_SOURCE.names)
+    assert set(AID_SOURCE.names).isdisjoint(SOURCE.names)  # another data set's class names
+    # the same layout (forest) in both roles: another random stream, other pixels
+    aid = np.asarray(Image.open(out / "Forest" / "Forest_0.png"))
+    nwpu = generate.render_source(SOURCE.classes[SOURCE.names.index("forest")], 1, 7, 0, 40)
+    assert aid.shape == nwpu.shape and not np.array_equal(aid, nwpu)
 
 
 def test_refuses_non_empty_out_and_leaves_it_alone(tmp_path: Path) -> None:

@@ -67,6 +67,12 @@ def test_plan_shares_upstream_runs_per_seed_and_ids_are_stable(tmp_path: Path) -
     assert all(other[k].run_id != by_key[k].run_id for k in other)
 
 
+def _folder(args: list[str]) -> Path:
+    """The run folder a fit/test command writes to."""
+    (value,) = [a.split("=", 1)[1] for a in args if a.startswith("--trainer.default_root_dir=")]
+    return Path(value)
+
+
 def _fake_cloudxfer(calls: list[list[str]], fail: set[str] | None = None) -> Any:
     """Stand-in for the fit/test subprocesses: write what the real ones would write."""
 
@@ -111,9 +117,7 @@ def test_execute_runs_in_order_then_reuses_and_resumes(
     runs = plan(["target"], [0], _setting(tmp_path))
     lines: list[str] = []
     results = execute(runs, log=lines.append)
-    assert [(c[3], Path(c[-1].split("=", 1)[1]).name) for c in calls if c[3] == "fit"] == [
-        ("fit", r.method.name) for r in runs
-    ]
+    assert [_folder(c).name for c in calls if c[3] == "fit"] == [r.method.name for r in runs]
     assert results[("target", 0)] == pytest.approx(
         {"oa": 0.5, "aa": 0.4, "kappa": 0.3, "n": 10, "n_cloudy": 4, "n_clear": 6}
     )
@@ -152,7 +156,7 @@ def test_execute_side_by_side_keeps_dependency_order(
     monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
     runs = plan(["target", "target_noirm"], [0, 1], _setting(tmp_path))
     execute(runs, jobs=3, log=lambda _: None)
-    fitted = [Path(c[-1].split("=", 1)[1]) for c in calls if c[3] == "fit"]
+    fitted = [_folder(c) for c in calls if c[3] == "fit"]
     for run in runs:
         for up in run.upstream:
             assert fitted.index(up.directory) < fitted.index(run.directory)
