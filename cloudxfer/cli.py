@@ -191,6 +191,9 @@ def run_lightning(args: list[str] | None = None) -> int:
     # Lightning's own pytree helper calls a torch API that torch now marks deprecated; it is
     # Lightning's call, not ours, and behaves the same.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    # test/predict log under <run>/<subcommand>/, so the checkpoint callback's folder differs
+    # from the fit's; only a resumed *fit* would need its top-k state, and a fit never moves.
+    warnings.filterwarnings("ignore", message="The dirpath has changed from")
     # An advertisement for a hosted logger printed at every Trainer start: not a diagnostic.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
     # Configs interpolate ``${profile.x}`` from their own root; under a subcommand the merged
