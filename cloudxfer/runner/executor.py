@@ -60,6 +60,11 @@ def fit_complete(run: PlannedRun) -> bool:
 def _claim(run: PlannedRun) -> None:
     """Record the run in its folder, refusing a folder that holds another configuration."""
     record = read_record(run.directory / RECORD_FILENAME)
+    if record is None and run.checkpoint.is_file():
+        raise RunnerError(
+            f"{run.directory}: holds a checkpoint but no run record ({RECORD_FILENAME}), so "
+            "what made it is unknown; remove the folder or choose another output folder"
+        )
     if record is not None and record.get("id") != run.run_id:
         raise RunnerError(
             f"{run.directory}: holds run {record.get('id')} of another configuration "

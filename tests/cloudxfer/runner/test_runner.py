@@ -144,6 +144,12 @@ def test_execute_refuses_a_folder_of_another_configuration_and_reports_failures(
     changed = plan(["aux_opt"], [0], _setting(tmp_path, "--trainer.max_epochs=3"))
     with pytest.raises(RunnerError, match="source_pretrain: holds run .* of another configuration"):
         execute(changed, log=lambda _: None)
+    record = tmp_path / "seed0" / "source_pretrain" / "run.json"
+    kept = record.read_text()
+    record.unlink()  # a folder of unknown origin: a checkpoint, no record
+    with pytest.raises(RunnerError, match="holds a checkpoint but no run record"):
+        execute(changed, log=lambda _: None)
+    record.write_text(kept)
     monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls, fail={"aux_sar"}))
     with pytest.raises(RunnerError, match=r"aux_sar \(seed 0\) failed with exit code 1"):
         execute(plan(["aux_sar"], [0], _setting(tmp_path)), log=lambda _: None)
