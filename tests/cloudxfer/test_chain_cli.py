@@ -242,9 +242,9 @@ def test_wandb_offline_logger(chain_run: Path, tmp_path: Path) -> None:
         f"--trainer.default_root_dir={tmp_path}",
     )
     (run,) = list((tmp_path / "wandb").glob("offline-run-*"))
-    # the group travels in the run's record; the resolved config is attached
-    assert b"grouptable1" in next(run.glob("*.wandb")).read_bytes()
-    assert "filter_threshold" in (run / "files" / "config.yaml").read_text()
+    # the group and the resolved config travel in the offline run's record
+    record = next(run.glob("*.wandb")).read_bytes()
+    assert b"grouptable1" in record and b"filter_threshold" in record
     assert (tmp_path / "metrics.csv").is_file()  # the CSV logger stays on beside W&B
 
 
