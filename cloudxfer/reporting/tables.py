@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from cloudxfer.runner.methods import PaperRow, method
+from cloudxfer.runner.plan import METRICS, RECORD_FILENAME
 
 __all__ = ["TableRow", "collect", "format_markdown", "format_paper_table", "write_csv"]
 
-METRICS = Path("test") / "metrics.json"
-RECORD = "run.json"
 COLUMNS: tuple[tuple[str, str, bool], ...] = tuple(
     (f"{name}{title}", f"{key}{suffix}", percent)
     for suffix, title in (("", ""), ("_cloudy", " cloudy"), ("_clear", " clear"))
@@ -79,7 +78,7 @@ def collect(run_dirs: Sequence[Path]) -> list[TableRow]:
     by_method: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     setting: dict[str, Any] | None = None
     for directory in run_dirs:
-        record = _read(directory / RECORD)
+        record = _read(directory / RECORD_FILENAME)
         if setting is None:
             setting = record.get("setting")
         elif record.get("setting") != setting:

@@ -20,19 +20,16 @@ from typing import Any
 
 from cloudxfer.checkpoints import CheckpointError, read_metadata
 from cloudxfer.reporting.report import read_record
-from cloudxfer.runner.plan import PlannedRun
+from cloudxfer.runner.plan import METRICS, RECORD_FILENAME, PlannedRun
 
 __all__ = [
     "DONE_FILENAME",
-    "RECORD_FILENAME",
     "RunnerError",
     "execute",
     "fit_complete",
 ]
 
-RECORD_FILENAME = "run.json"
 DONE_FILENAME = "stage_done.json"
-METRICS = Path("test") / "metrics.json"
 
 
 class RunnerError(RuntimeError):
@@ -92,11 +89,19 @@ def _metrics_line(metrics: dict[str, Any] | None) -> str:
     )
 
 
-def run_one(run: PlannedRun, env: dict[str, str] | None = None) -> dict[str, Any] | None:
-    """Fit (or reuse, or resume) and test one run; return its test metrics (None: untested)."""
+def run_one(
+    run: PlannedRun, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any] | None, bool]:
+    """Fit (or reuse, or resume) and test one run.
+
+    Returns:
+        Its test metrics (None: an untested upstream stage) and whether nothing had to run.
+
+    """
     _claim(run)
     metrics_path = run.directory / METRICS
-    if not fit_complete(run):
+    reused = fit_complete(run)
+    if not reused:
         (run.directory / DONE_FILENAME).unlink(missing_ok=True)
         metrics_path.unlink(missing_ok=True)  # a new fit makes the old scores stale
         resume = [f"--ckpt_path={run.checkpoint}"] if run.checkpoint.is_file() else []
@@ -105,14 +110,15 @@ def run_one(run: PlannedRun, env: dict[str, str] | None = None) -> dict[str, Any
             run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}
         )
     if not run.method.tested:
-        return None
+        return None, reused
     if read_record(metrics_path) is None:
         _call(run, run.command("test"), env)
-    return read_record(metrics_path)
+        reused = False
+    return read_record(metrics_path), reused
 
 
-def _gpu_env(slot: int, jobs: int) -> dict[str, str] | None:
-    """One GPU per job slot when the machine has at least as many GPUs as jobs."""
+def _gpu_envs(jobs: int) -> list[dict[str, str] | None]:
+    """Environment per job slot: one GPU each when there are at least as many GPUs as jobs."""
     try:
         import torch
 
@@ -120,8 +126,8 @@ def _gpu_env(slot: int, jobs: int) -> dict[str, str] | None:
     except Exception:  # noqa: BLE001 - no usable CUDA: every job sees the same devices
         count = 0
     if jobs <= 1 or count < jobs:
-        return None
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": str(slot)}
+        return [None] * max(jobs, 1)
+    return [{**os.environ, "CUDA_VISIBLE_DEVICES": str(slot)} for slot in range(jobs)]
 
 
 def execute(
@@ -133,7 +139,8 @@ def execute(
     total = len(pending)
     start = time.perf_counter()
 
-    def report(run: PlannedRun, metrics: dict[str, Any] | None, reused: bool, began: float) -> None:
+    def report(run: PlannedRun, outcome: tuple[dict[str, Any] | None, bool], began: float) -> None:
+        metrics, reused = outcome
         results[run.key] = metrics
         how = "reused" if reused else f"{time.perf_counter() - began:.0f} s"
         log(f"[{len(results)}/{total}] {run.method.name} seed {run.seed}: "
@@ -143,26 +150,25 @@ def execute(
         return all(up.key in results for up in run.upstream)
 
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        running: dict[Future[dict[str, Any] | None], tuple[PlannedRun, int, bool, float]] = {}
-        free = list(range(max(jobs, 1)))
+        running: dict[Future[tuple[dict[str, Any] | None, bool]], tuple[PlannedRun, int, float]]
+        running = {}
+        envs = _gpu_envs(jobs)
+        free = list(range(len(envs)))
         while pending or running:
             for run in [r for r in pending if ready(r)]:
                 if not free:
                     break
                 pending.remove(run)
                 slot = free.pop(0)
-                reused = fit_complete(run) and (
-                    not run.method.tested or (run.directory / METRICS).is_file()
-                )
-                future = pool.submit(run_one, run, _gpu_env(slot, jobs))
-                running[future] = (run, slot, reused, time.perf_counter())
+                future = pool.submit(run_one, run, envs[slot])
+                running[future] = (run, slot, time.perf_counter())
             if not running:
                 names = ", ".join(f"{r.method.name}/{r.seed}" for r in pending)
                 raise RunnerError(f"runs wait on upstream runs that never ran: {names}")
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                run, slot, reused, began = running.pop(future)
+                run, slot, began = running.pop(future)
                 free.append(slot)
-                report(run, future.result(), reused, began)
+                report(run, future.result(), began)
     log(f"{total} runs done in {time.perf_counter() - start:.0f} s")
     return results

@@ -17,10 +17,22 @@ from pathlib import Path
 
 from cloudxfer.runner.methods import Method, method, upstream_closure
 
-__all__ = ["EXPERIMENTS", "PlannedRun", "Setting", "plan", "profile_path"]
+__all__ = [
+    "EXPERIMENTS",
+    "METRICS",
+    "RECORD_FILENAME",
+    "PlannedRun",
+    "Setting",
+    "plan",
+    "profile_path",
+]
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
+RECORD_FILENAME = "run.json"
+"""What the runner records in each run folder (id, method, seed, setting, commands)."""
+METRICS = Path("test") / "metrics.json"
+"""The test scores ``cloudxfer test`` writes in a run folder."""
 
 
 def profile_path(profile: str) -> Path:
@@ -114,13 +126,16 @@ def _config_texts(setting: Setting, m: Method) -> dict[str, str]:
 def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list[PlannedRun]:
     """Every run the methods need at every seed, upstream first, each exactly once."""
     order = upstream_closure(list(methods))
+    configs = {name: _config_texts(setting, method(name)) for name in order}
     runs: dict[tuple[str, int], PlannedRun] = {}
     for seed in seeds:
         root = setting.run_root(seed)
         for name in order:
             m = method(name)
             upstream = tuple(runs[(up, seed)] for _, up in m.needs)
-            inputs = [f"--{arg}={runs[(up, seed)].checkpoint}" for arg, up in m.needs]
+            inputs = [
+                f"--{a}={run.checkpoint}" for (a, _), run in zip(m.needs, upstream, strict=True)
+            ]
             directory = root / m.name
             common = [
                 "--config", str(setting.profile),
@@ -139,7 +154,7 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
             ]  # fmt: skip
             run_id = _digest({
                 "method": m.name, "stage": m.stage, "seed": seed,
-                "configs": _config_texts(setting, m),
+                "configs": configs[name],
                 "overrides": [*setting.overrides, *m.overrides],
                 "upstream": [run.run_id for run in upstream],
             })  # fmt: skip

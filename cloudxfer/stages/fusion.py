@@ -77,11 +77,10 @@ class LateFusionDistillation(StageModule):
         return torch.where(labelled[:, None], labels, pseudo), labelled.float()
 
     def fusion_loss(
-        self, logits: Tensor, batch: dict[str, Any]
+        self, logits: Tensor, target: Tensor, labelled: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean label cross-entropy (labelled) + mean distillation loss (unlabelled)."""
         hp = self.hparams
-        target, labelled = self.targets(batch)
         unlabelled = 1.0 - labelled
         per_label = distillation_loss(logits, target, 1.0) * labelled
         per_pseudo = distillation_loss(logits, target, hp["temperature"]) * unlabelled
@@ -96,4 +95,4 @@ class LateFusionDistillation(StageModule):
 
     def compute_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the joint loss of the fused logits and what to log."""
-        return self.fusion_loss(self(batch), batch)
+        return self.fusion_loss(self(batch), *self.targets(batch))

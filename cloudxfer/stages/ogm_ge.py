@@ -28,12 +28,11 @@ def modulation_coefficients(scores: dict[str, float], alpha: float) -> dict[str,
 
     ``scores`` holds two modalities; rho is a modality's score over the other's.
     """
+    out = dict.fromkeys(scores, 1.0)
     (a, s_a), (b, s_b) = scores.items()
-    out = {a: 1.0, b: 1.0}
-    if s_a > s_b:
-        out[a] = 1.0 - math.tanh(alpha * max(s_a / max(s_b, 1e-12), 0.0))
-    elif s_b > s_a:
-        out[b] = 1.0 - math.tanh(alpha * max(s_b / max(s_a, 1e-12), 0.0))
+    if s_a != s_b:
+        dominant, rho = (a, s_a / max(s_b, 1e-12)) if s_a > s_b else (b, s_b / max(s_a, 1e-12))
+        out[dominant] = 1.0 - math.tanh(alpha * max(rho, 0.0))
     return out
 
 
@@ -66,8 +65,8 @@ class OgmGeFusion(LateFusionDistillation):
         model = self.model
         assert isinstance(model, LateFusionClassifier)
         logits, parts = model.forward_parts(batch)
-        loss, logs = self.fusion_loss(logits, batch)
-        target, _ = self.targets(batch)
+        target, labelled = self.targets(batch)
+        loss, logs = self.fusion_loss(logits, target, labelled)
         self._scores = {
             key: (torch.softmax(part.detach().float(), dim=1) * target).sum()
             for key, part in parts.items()

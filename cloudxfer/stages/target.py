@@ -78,14 +78,16 @@ class TargetDistillation(StageModule):
         self.add_teacher("source", hp["teacher_source"], f_s, modality="opt", methods=f_s)
 
     def weights(
-        self, logits_opt: Tensor, logits_sar: Tensor, logits_source: Tensor | None = None
+        self, logits_opt: Tensor, logits_sar: Tensor, reference: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """IRM weights (rho_opt, rho_sar): scalars, per-sample (B,), or ones without IRM."""
+        """IRM weights (rho_opt, rho_sar): scalars, per-sample (B,), or ones without IRM.
+
+        ``reference``: f_S's logits for the Fig. 4 arrow variant (``irm_reference: source``).
+        """
         mode = self.hparams["irm"]
         if mode == "none":
             one = torch.ones((), device=logits_opt.device)
             return one, one
-        reference = logits_source if self.hparams.get("irm_reference") == "source" else None
         return modality_weights(logits_opt, logits_sar, mode == "sample", reference)
 
     @classmethod
@@ -106,8 +108,8 @@ class TargetDistillation(StageModule):
             )
             for name in ("opt", "sar", "source")
         }
-        rho_opt, rho_sar = self.weights(out["opt"], out["sar"], out["source"])
         reference = out["source"] if hp.get("irm_reference") == "source" else None
+        rho_opt, rho_sar = self.weights(out["opt"], out["sar"], reference)
         loss = (
             rho_opt * terms["opt"] + rho_sar * terms["sar"] + hp["source_weight"] * terms["source"]
         ).mean()
