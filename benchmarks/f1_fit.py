@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.time()
     tiles = load_tiles(args.data, args.seed)
     teacher, meta = load_frozen_model(
-        args.run_root / "source_finetune" / "checkpoints" / "last.ckpt",
+        args.run_root / "source_finetune" / "checkpoints" / "best.ckpt",
         stages={"source_finetune"},
         modality="opt",
     )

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 
 from cloudxfer.metrics import write_predictions_csv
 from cloudxfer.stages.base import gather_rows
 
-__all__ = ["PredictionCSVWriter", "RunFiles"]
+__all__ = ["BEST_CHECKPOINT", "BestCheckpoint", "PredictionCSVWriter", "RunFiles"]
+
+BEST_CHECKPOINT = "best"
+"""File stem of a fit's result: the weights of its lowest held-out loss (``best.ckpt``)."""
 
 
 def _log_dir(trainer: pl.Trainer) -> Path:
@@ -34,6 +38,25 @@ class RunFiles(pl.Callback):
         writer = getattr(datamodule, "write_run_files", None)
         if writer is not None and trainer.is_global_zero:
             writer(log_dir)
+
+
+class BestCheckpoint(pl.Callback):
+    """Make sure every fit leaves ``best.ckpt``, the checkpoint later stages and test read.
+
+    ModelCheckpoint writes it from the held-out loss; a fit that scored no held-out tiles
+    (``val_fraction: 0``) has no such loss, so its last epoch becomes its result.
+    """
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Copy ``last.ckpt`` to ``best.ckpt`` where no held-out loss chose one (rank 0)."""
+        savers = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+        last = next((Path(c.last_model_path) for c in savers if c.last_model_path), None)
+        if last is None:
+            return
+        best = last.with_name(f"{BEST_CHECKPOINT}{ModelCheckpoint.FILE_EXTENSION}")
+        if trainer.is_global_zero and not best.is_file() and last.is_file():
+            shutil.copyfile(last, best)
+        trainer.strategy.barrier()
 
 
 class PredictionCSVWriter(BasePredictionWriter):

@@ -19,11 +19,11 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 from jsonargparse import set_parsing_settings
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
-from cloudxfer.callbacks import PredictionCSVWriter, RunFiles
+from cloudxfer.callbacks import BEST_CHECKPOINT, BestCheckpoint, PredictionCSVWriter, RunFiles
 from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metadata
 from cloudxfer.runtime import configure_threads
 from datamodules.errors import DataError
@@ -61,6 +61,9 @@ class Profile:
     channels_last: bool = False
     compile_model: bool = False
     pin_memory: bool = False
+    patience: int | None = None
+    """Early stopping: end a fit once its held-out loss has not improved for this many epochs
+    (None: train every epoch). Convergence is judged with the same patience (5 when None)."""
     store: bool = True
     store_dir: str | None = None
     """Packed tile stores and cached teacher logits; None: ``$CLOUDXFER_STORE_DIR`` or
@@ -99,6 +102,8 @@ class CloudxferCLI(LightningCLI):
             help="part of the target train split a stage trains on (data configs interpolate it)",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # This checkpoint callback keeps last.ckpt (where an interrupted fit resumes); the
+        # trainer also gets best.ckpt's (see instantiate_trainer).
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
         parser.link_arguments(
             "data.class_names", "model.init_args.class_names", apply_on="instantiate"
@@ -143,7 +148,28 @@ class CloudxferCLI(LightningCLI):
                 )
             kwargs["logger"] = loggers
         configured_callbacks = self._get(self.config_init, "trainer.callbacks") or []
-        kwargs["callbacks"] = [*configured_callbacks, RunFiles(), PredictionCSVWriter()]
+        # best.ckpt, the epoch of the lowest held-out loss, is the stage's result: later stages
+        # and test read it. A callback of its own: Lightning saves last.ckpt only in epochs
+        # where a monitoring ModelCheckpoint saved too, which would leave resumes stale.
+        best = ModelCheckpoint(
+            filename=BEST_CHECKPOINT,
+            monitor="val/loss",
+            mode="min",
+            save_top_k=1,
+            enable_version_counter=False,
+        )
+        callbacks = [
+            *configured_callbacks,
+            RunFiles(),
+            PredictionCSVWriter(),
+            best,
+            BestCheckpoint(),
+        ]
+        profile = self._get(self.config_init, "profile")
+        patience = getattr(profile, "patience", None)
+        if patience is not None and self.subcommand in (None, "fit"):
+            callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience))
+        kwargs["callbacks"] = callbacks
         kwargs.setdefault("default_root_dir", str(log_dir))
         return super().instantiate_trainer(**kwargs)
 

@@ -15,9 +15,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "CONVERGENCE_TOLERANCE",
     "TRAINING_FILENAME",
-    "CONVERGENCE_WINDOW",
+    "CONVERGENCE_PATIENCE",
     "EpochMeans",
     "convergence",
     "teacher_diagnostics",
@@ -25,10 +24,9 @@ __all__ = [
 
 TRAINING_FILENAME = "training.json"
 """The training record each fit writes into its run folder."""
-CONVERGENCE_WINDOW = 0.2
-"""Share of the epochs (at least 2) over which the held-out loss must have flattened."""
-CONVERGENCE_TOLERANCE = 0.02
-"""Converged: the last window's mean held-out loss is less than this below the window before."""
+CONVERGENCE_PATIENCE = 5
+"""Converged: no new lowest held-out loss during the last this many epochs (profile
+``patience`` overrides it; early stopping uses the same number)."""
 
 
 class EpochMeans:
@@ -60,43 +58,43 @@ class EpochMeans:
         return {key: float(totals[i]) / count for i, key in enumerate(keys)}
 
 
-def convergence(
-    curve: Sequence[float],
-    window: float = CONVERGENCE_WINDOW,
-    tolerance: float = CONVERGENCE_TOLERANCE,
-) -> dict[str, Any]:
-    """Whether a held-out loss curve (one value per epoch) has flattened.
+def convergence(curve: Sequence[float], patience: int = CONVERGENCE_PATIENCE) -> dict[str, Any]:
+    """Whether a held-out loss curve (one value per epoch) has stopped improving.
 
-    The criterion: with ``k = max(2, ceil(window * epochs))``, the mean loss of the last ``k``
-    epochs is less than ``tolerance`` (relative) below the mean of the ``k`` epochs before
-    them. Means over windows, not single epochs, because a held-out set of a few dozen tiles
-    makes one epoch's loss noisy. A loss that rises has stopped improving too (it is past its
-    best, which the record shows).
+    The criterion is early stopping's: the lowest held-out loss was reached at least
+    ``patience`` epochs before the last epoch, so further epochs no longer improved it (the
+    curve has flattened, or turned up as the stage over-fits). The stage's ``best.ckpt`` holds
+    the weights of that lowest epoch; those are what later stages and ``test`` read.
 
     Returns:
-        ``met``, ``epochs``, ``window_epochs``, ``relative_drop`` (None when there are fewer
-        than ``2 k`` epochs) and the criterion in words.
+        ``met``, ``epochs``, ``best_epoch`` (0-based; None without epochs), ``best_loss``,
+        ``epochs_since_best``, ``patience`` and the criterion in words.
 
     """
     values = [float(v) for v in curve if v is not None and math.isfinite(float(v))]
-    k = max(2, math.ceil(window * len(values)))
     text = (
-        f"mean held-out loss of the last {100 * window:g} % of the epochs (at least 2) less "
-        f"than {100 * tolerance:g} % below the mean of as many epochs before them"
+        f"the lowest held-out loss reached at least {patience} epochs before the last one "
+        "(no improvement since; later stages and test use the weights of that epoch)"
     )
     record: dict[str, Any] = {
         "criterion": text,
+        "patience": patience,
         "epochs": len(values),
-        "window_epochs": k,
-        "relative_drop": None,
+        "best_epoch": None,
+        "best_loss": None,
+        "epochs_since_best": None,
         "met": False,
     }
-    if len(values) < 2 * k:
+    if not values:
         return record
-    before = sum(values[-2 * k : -k]) / k
-    last = sum(values[-k:]) / k
-    drop = (before - last) / max(abs(before), 1e-12)
-    record.update(relative_drop=round(drop, 6), met=drop < tolerance)
+    best = min(range(len(values)), key=values.__getitem__)  # first of equal minima
+    since = len(values) - 1 - best
+    record.update(
+        best_epoch=best,
+        best_loss=round(values[best], 6),
+        epochs_since_best=since,
+        met=since >= patience,
+    )
     return record
 
 

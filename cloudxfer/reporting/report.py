@@ -42,16 +42,20 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 
 def convergence_summary(training: dict[str, Any]) -> str:
-    """One line: final train loss, epochs, window drop of the held-out loss, the verdict."""
+    """One line: final train loss, epochs, the lowest held-out loss and its epoch, the verdict."""
     conv = training.get("convergence") or {}
-    drop = conv.get("relative_drop")
-    drop_text = "n/a" if drop is None else f"{100 * drop:+.1f} %"
     loss = training.get("final_train_loss")
     loss_text = "n/a" if loss is None else f"{loss:.4f}"
-    k = conv.get("window_epochs")
+    best = conv.get("best_epoch")
+    best_text = (
+        "no held-out loss"
+        if best is None
+        else f"lowest held-out loss {conv.get('best_loss'):.4f} at epoch {best + 1}"
+        f" ({conv.get('epochs_since_best')} epochs before the end; patience "
+        f"{conv.get('patience')})"
+    )
     return (
-        f"final train loss {loss_text}, {conv.get('epochs')} epochs, mean held-out loss of the "
-        f"last {k} vs the {k} before: drop {drop_text}, "
+        f"final train loss {loss_text}, {conv.get('epochs')} epochs, {best_text}, "
         f"converged: {'yes' if conv.get('met') else 'NO'}"
     )
 

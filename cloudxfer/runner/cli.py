@@ -47,7 +47,9 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
         "--synth", action="store_true", help="simulate missing data under OUT/data first"
     )
     parser.add_argument("--pairs", type=int, default=1200, help="simulated target pairs")
-    parser.add_argument("--per-class", type=int, default=60, help="simulated source images")
+    parser.add_argument(
+        "--per-class", type=int, default=150, help="simulated source images per class"
+    )
     parser.add_argument(
         "--source-role",
         choices=("nwpu", "aid"),

@@ -57,7 +57,7 @@ def fit_complete(run: PlannedRun) -> bool:
 def _claim(run: PlannedRun) -> None:
     """Record the run in its folder, refusing a folder that holds another configuration."""
     record = read_record(run.directory / RECORD_FILENAME)
-    if record is None and run.checkpoint.is_file():
+    if record is None and (run.checkpoint.is_file() or run.resume_checkpoint.is_file()):
         raise RunnerError(
             f"{run.directory}: holds a checkpoint but no run record ({RECORD_FILENAME}), so "
             "what made it is unknown; remove the folder or choose another output folder"
@@ -104,7 +104,8 @@ def run_one(
     if not reused:
         (run.directory / DONE_FILENAME).unlink(missing_ok=True)
         metrics_path.unlink(missing_ok=True)  # a new fit makes the old scores stale
-        resume = [f"--ckpt_path={run.checkpoint}"] if run.checkpoint.is_file() else []
+        last = run.resume_checkpoint
+        resume = [f"--ckpt_path={last}"] if last.is_file() else []
         _call(run, [*run.command("fit"), *resume], env)
         _write_json(
             run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}

@@ -25,7 +25,7 @@ class Method:
     """Stage name its checkpoints must carry (checked before a finished run is reused)."""
     needs: tuple[tuple[str, str], ...] = ()
     """(init argument of the model, upstream method) pairs: the argument gets that run's
-    ``last.ckpt``."""
+    ``best.ckpt``."""
     overrides: tuple[str, ...] = ()
     """CLI overrides that make this method out of its stage config (e.g. ``irm: none``)."""
     label: str = ""

@@ -28,7 +28,10 @@ __all__ = [
 ]
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
+CHECKPOINT = Path("checkpoints") / "best.ckpt"
+"""A fit's result: the weights of its lowest held-out loss (read downstream and by test)."""
+RESUME = Path("checkpoints") / "last.ckpt"
+"""A fit's last epoch: where an interrupted fit resumes."""
 RECORD_FILENAME = "run.json"
 """What the runner records in each run folder (id, method, seed, setting, commands)."""
 METRICS = Path("test") / "metrics.json"
@@ -79,8 +82,13 @@ class PlannedRun:
 
     @property
     def checkpoint(self) -> Path:
-        """The run's final checkpoint (what downstream runs and ``test`` read)."""
+        """The run's result checkpoint (what downstream runs and ``test`` read)."""
         return self.directory / CHECKPOINT
+
+    @property
+    def resume_checkpoint(self) -> Path:
+        """The run's last-epoch checkpoint (where an interrupted fit resumes)."""
+        return self.directory / RESUME
 
     def command(self, subcommand: str) -> list[str]:
         """Return the ``cloudxfer fit`` / ``test`` command line a user would type for this run."""

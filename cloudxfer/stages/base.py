@@ -20,7 +20,13 @@ from torch import Tensor, nn
 
 from cloudxfer.checkpoints import FORMAT_VERSION, METADATA_KEY, CheckpointError, validate_metadata
 from cloudxfer.checkpoints import load_frozen_model as _load_frozen
-from cloudxfer.diagnostics import TRAINING_FILENAME, EpochMeans, convergence, teacher_diagnostics
+from cloudxfer.diagnostics import (
+    CONVERGENCE_PATIENCE,
+    TRAINING_FILENAME,
+    EpochMeans,
+    convergence,
+    teacher_diagnostics,
+)
 from cloudxfer.metrics import SceneMetrics, write_metrics_json, write_predictions_csv
 from cloudxfer.models import modality_of
 from cloudxfer.runtime import images_to
@@ -121,6 +127,9 @@ class StageModule(pl.LightningModule):
         self._train_means = EpochMeans()
         self._val_means = EpochMeans()
         self._val_record: dict[str, float] = {}
+        # Convergence patience: the fit's early stopping's when it has one (kept in checkpoints
+        # so a test run judges the curve as its fit did).
+        self.patience = CONVERGENCE_PATIENCE
 
     # --- subclasses -------------------------------------------------------------------------
     @classmethod
@@ -191,7 +200,10 @@ class StageModule(pl.LightningModule):
         return batch
 
     def on_fit_start(self) -> None:
-        """Move the frozen teachers to the device and, where possible, run them once."""
+        """Take early stopping's patience; move frozen teachers and run them once if possible."""
+        stopper = self.trainer.early_stopping_callback
+        if stopper is not None:
+            self.patience = int(stopper.patience)
         for name, model in self._teachers.items():
             self._teachers[name] = model.to(self.device).to(memory_format=self.memory_format)
         self._teacher_logits = None
@@ -328,7 +340,7 @@ class StageModule(pl.LightningModule):
             "stage": self.stage_name,
             "epochs": self.history,
             "final_train_loss": self.history[-1]["train"].get("loss") if self.history else None,
-            "convergence": convergence(curve),
+            "convergence": convergence(curve, self.patience),
             "diagnostics": self.diagnostics,
         }
 
@@ -416,7 +428,11 @@ class StageModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the stage metadata that later stages validate."""
         checkpoint[METADATA_KEY] = self.stage_metadata()
-        checkpoint[TRAINING_KEY] = {"epochs": self.history, "diagnostics": self.diagnostics}
+        checkpoint[TRAINING_KEY] = {
+            "epochs": self.history,
+            "diagnostics": self.diagnostics,
+            "patience": self.patience,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint from another stage, class scheme or modality."""
@@ -433,3 +449,4 @@ class StageModule(pl.LightningModule):
         record = checkpoint.get(TRAINING_KEY) or {}
         self.history = list(record.get("epochs", []))
         self.diagnostics = dict(record.get("diagnostics", {}))
+        self.patience = int(record.get("patience", CONVERGENCE_PATIENCE))

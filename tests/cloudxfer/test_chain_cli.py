@@ -113,7 +113,7 @@ def test_checkpoints_record_their_stage(chain_run: Path) -> None:
         "target": ("target", "opt+sar"),
     }
     for folder, (stage, modality) in expected.items():
-        meta = read_metadata(runs / folder / "checkpoints" / "last.ckpt")
+        meta = read_metadata(runs / folder / "checkpoints" / "best.ckpt")
         assert (meta["stage"], meta["modality"]) == (stage, modality)
         if folder != "source_pretrain":
             assert meta["class_names"] == CLASSES
@@ -167,7 +167,7 @@ def test_source_pretrain_fast_dev_run(chain_run: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_predict_writes_predictions(chain_run: Path, tmp_path: Path) -> None:
-    ckpt = chain_run / "runs" / "target" / "checkpoints" / "last.ckpt"
+    ckpt = chain_run / "runs" / "target" / "checkpoints" / "best.ckpt"
     args = _stage_args(chain_run, "target")
     cloudxfer("predict", *args, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}")
     rows = list(csv.DictReader((tmp_path / "predict" / "predictions.csv").open()))
@@ -181,7 +181,7 @@ def test_predict_writes_predictions(chain_run: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_wrong_stage_checkpoint_is_refused_naming_the_file(chain_run: Path, tmp_path: Path) -> None:
     runs = chain_run / "runs"
-    wrong = runs / "aux_sar" / "checkpoints" / "last.ckpt"
+    wrong = runs / "aux_sar" / "checkpoints" / "best.ckpt"
     args = _stage_args(chain_run, "target")
     result = cloudxfer(
         "test", *args, f"--ckpt_path={wrong}", f"--trainer.default_root_dir={tmp_path}", check=False
@@ -205,7 +205,7 @@ def test_wrong_stage_checkpoint_is_refused_naming_the_file(chain_run: Path, tmp_
 def test_checkpoint_with_other_classes_or_corrupt_is_refused(
     chain_run: Path, tmp_path: Path
 ) -> None:
-    ckpt = chain_run / "runs" / "aux_opt" / "checkpoints" / "last.ckpt"
+    ckpt = chain_run / "runs" / "aux_opt" / "checkpoints" / "best.ckpt"
     with pytest.raises(CheckpointError, match="this run has 9"):
         load_frozen_model(ckpt, {"auxiliary"}, class_names=CLASSES[:9])
     model, meta = load_frozen_model(ckpt, {"auxiliary"}, class_names=CLASSES, modality="opt")
@@ -260,7 +260,7 @@ def test_synth_command_writes_both_layouts(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_test_under_two_process_ddp_matches_single_process(chain_run: Path, tmp_path: Path) -> None:
-    ckpt = chain_run / "runs" / "target" / "checkpoints" / "last.ckpt"
+    ckpt = chain_run / "runs" / "target" / "checkpoints" / "best.ckpt"
     args = _stage_args(chain_run, "target")
     cloudxfer(
         "test",
@@ -286,13 +286,16 @@ def test_test_under_two_process_ddp_matches_single_process(chain_run: Path, tmp_
 def test_every_stage_records_its_training_and_convergence(chain_run: Path) -> None:
     runs = chain_run / "runs"
     stdout = (chain_run / "chain_stdout.txt").read_text()
-    assert "Convergence (mean held-out loss of the last 20 % of the epochs" in stdout
+    assert "Convergence (the lowest held-out loss reached at least 5 epochs before" in stdout
     for stage in ("source_pretrain", "source_finetune", "aux_opt", "aux_sar", "target"):
         record = json.loads((runs / stage / "training.json").read_text())
         (epoch,) = record["epochs"]  # smoke: one epoch
         assert epoch["epoch"] == 0 and epoch["train"]["loss"] == record["final_train_loss"]
         assert math.isfinite(epoch["val"]["loss"])  # the stage's own loss on held-out tiles
         assert record["convergence"]["met"] is False  # one epoch cannot show a flat tail
+        assert record["convergence"]["best_epoch"] == 0
+        best = torch.load(runs / stage / "checkpoints" / "best.ckpt", weights_only=False)
+        assert best["epoch"] == 0  # the result is the epoch of the lowest held-out loss
         assert f"{stage}: final train loss {record['final_train_loss']:.4f}" in stdout
         if stage != "source_pretrain":
             metrics = json.loads((runs / stage / "test" / "metrics.json").read_text())
@@ -353,14 +356,14 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
 ) -> None:
     args = _stage_args(chain_run, row)
     cloudxfer("fit", *args, f"--trainer.default_root_dir={tmp_path}")
-    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt = tmp_path / "checkpoints" / "best.ckpt"
     meta = read_metadata(ckpt)
     assert meta["method"] == row
     cloudxfer("test", *args, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}")
     metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
     assert 0.0 <= metrics["oa"] <= 1.0
     if row.startswith("finetune"):  # the encoder stayed f_pre's: only the head was trained
-        pre = torch.load(chain_run / "runs" / "source_pretrain" / "checkpoints" / "last.ckpt",
+        pre = torch.load(chain_run / "runs" / "source_pretrain" / "checkpoints" / "best.ckpt",
                          weights_only=False)["state_dict"]  # fmt: skip
         mine = torch.load(ckpt, weights_only=False)["state_dict"]
         # weights only: batch-norm running statistics follow the target tiles (docs/baselines.md)
@@ -377,3 +380,57 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
     )
     assert result.returncode != 0
     assert str(ckpt) in result.stderr and refusal in result.stderr
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_a_fit_and_its_result_is_the_lowest_epoch(
+    chain_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloudxfer.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["cloudxfer"])  # in-process: the CLI reads only our args
+    max_epochs = 6
+    args = [
+        *_stage_args(chain_run, "aux_sar"),
+        "--profile.patience=1",
+        f"--trainer.max_epochs={max_epochs}",
+        "--trainer.limit_train_batches=2",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    assert main(["fit", *args]) == 0
+    record = json.loads((tmp_path / "training.json").read_text())
+    conv = record["convergence"]
+    assert conv["patience"] == 1  # the stage judged its curve with early stopping's patience
+    curve = [epoch["val"]["loss"] for epoch in record["epochs"]]
+    best = min(range(len(curve)), key=curve.__getitem__)
+    assert conv["best_epoch"] == best
+    if len(curve) < max_epochs:  # stopped early: only once the lowest loss was an epoch old
+        assert conv["met"] and len(curve) - 1 - best >= 1
+    # two batches an epoch: best.ckpt holds the weights after the lowest epoch, last.ckpt
+    # (where a resume starts) those after the final one
+    saved = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
+    assert saved["global_step"] == 2 * (best + 1)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 2 * len(curve)
+
+
+@pytest.mark.slow
+def test_a_fit_without_held_out_tiles_leaves_its_last_epoch_as_result(
+    chain_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloudxfer.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["cloudxfer"])  # in-process: the CLI reads only our args
+    args = [
+        *_stage_args(chain_run, "aux_sar"),
+        "--data.init_args.val_fraction=0",
+        "--trainer.limit_train_batches=2",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    assert main(["fit", *args]) == 0
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert best["global_step"] == last["global_step"] == 2
+    assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert record["convergence"]["best_epoch"] is None and not record["convergence"]["met"]

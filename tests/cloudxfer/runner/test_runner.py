@@ -88,10 +88,11 @@ def _fake_cloudxfer(calls: list[list[str]], fail: set[str] | None = None) -> Any
         if args[3] == "fit":
             (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
             stage = METHODS[name].stage
-            torch.save(
-                {"state_dict": {}, METADATA_KEY: {"stage": stage}},
-                folder / "checkpoints" / "last.ckpt",
-            )
+            for name in ("last.ckpt", "best.ckpt"):
+                torch.save(
+                    {"state_dict": {}, METADATA_KEY: {"stage": stage}},
+                    folder / "checkpoints" / name,
+                )
         else:
             (folder / "test").mkdir(parents=True, exist_ok=True)
             seed = int(options["--profile.seed"])
@@ -132,7 +133,9 @@ def test_execute_runs_in_order_then_reuses_and_resumes(
     (runs[-1].directory / "stage_done.json").unlink()
     execute(runs, log=lines.append)
     assert len(calls) == 2  # fit of the target run, then its test
-    assert calls[0][-1] == f"--ckpt_path={runs[-1].checkpoint}"
+    assert calls[0][-1] == f"--ckpt_path={runs[-1].resume_checkpoint}"
+    assert runs[-1].resume_checkpoint.name == "last.ckpt"
+    assert runs[-1].checkpoint.name == "best.ckpt"
 
 
 def test_execute_refuses_a_folder_of_another_configuration_and_reports_failures(
