@@ -101,6 +101,13 @@ class CloudxferCLI(LightningCLI):
             default="unlabelled",
             help="part of the target train split a stage trains on (data configs interpolate it)",
         )
+        parser.add_argument(
+            "--labelled_stream",
+            type=bool,
+            default=False,
+            help="pair every train batch with a batch of labelled tiles (data configs "
+            "interpolate it; DSAN)",
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # This checkpoint callback keeps last.ckpt (where an interrupted fit resumes); the
         # trainer also gets best.ckpt's (see instantiate_trainer).

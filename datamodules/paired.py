@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol, get_args
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.clouds import CloudLayer, blend, cloud_fraction
@@ -196,6 +197,10 @@ class PairedDataModule(L.LightningDataModule):
             every training seed is scored on the same test tiles; None: ``split_seed``.
         split_file: A ``split.csv`` to reuse instead of drawing a split.
         train_subset: What the train loader serves.
+        labelled_stream: Also serve the labelled tiles of the stage's training tiles as a
+            second stream: the train loader is then Lightning's ``CombinedLoader`` of
+            ``{"target": <train_subset batch>, "labelled": <labelled batch>}`` (cycling the
+            shorter), for methods that pair labelled and unlabelled batches (DSAN).
         predict_subset: What the predict loader serves.
         sar_nan: NaN/inf policy for SAR (``fill`` or ``reject``).
         cache: Keep decoded tiles in memory after validation (when ``store`` is off).
@@ -226,6 +231,7 @@ class PairedDataModule(L.LightningDataModule):
         test_seed: int | None = None,
         split_file: str | None = None,
         train_subset: TrainSubset = "unlabelled",
+        labelled_stream: bool = False,
         predict_subset: SubsetName = "test",
         sar_nan: SarNanPolicy = "fill",
         cache: bool = True,
@@ -264,6 +270,7 @@ class PairedDataModule(L.LightningDataModule):
         self.test_seed = test_seed
         self.split_file = split_file
         self.train_subset: TrainSubset = train_subset
+        self.labelled_stream = labelled_stream
         self.predict_subset: SubsetName = predict_subset
         self.sar_nan: SarNanPolicy = sar_nan
         self.cache = cache
@@ -371,7 +378,8 @@ class PairedDataModule(L.LightningDataModule):
         """Return the dataset of a subset.
 
         ``labelled``, ``unlabelled``, ``train`` and ``test`` come from the split; ``fit`` and
-        ``val`` are ``train_subset`` without and with the tiles held out for validation.
+        ``val`` are ``train_subset`` without and with the tiles held out for validation;
+        ``fit_labelled`` the labelled tiles of ``fit``.
         """
         _check_choice("subset", subset, get_args(SubsetName))
         self.setup()
@@ -384,6 +392,9 @@ class PairedDataModule(L.LightningDataModule):
 
     def _subset_ids(self, subset: SubsetName) -> list[str]:
         assert self._rows is not None
+        if subset == "fit_labelled":
+            labelled = set(subset_ids(self._rows, "labelled"))
+            return [i for i in self._subset_ids("fit") if i in labelled]
         if subset not in ("fit", "val"):
             return subset_ids(self._rows, subset)
         wanted = set(subset_ids(self._rows, self.train_subset))
@@ -413,9 +424,16 @@ class PairedDataModule(L.LightningDataModule):
         write_split_csv(self.split_rows, directory / SPLIT_FILENAME)
         write_json(directory / NORMALISATION_FILENAME, self.normalisation)
 
-    def train_dataloader(self) -> DataLoader[Sample]:
-        """Shuffled loader over ``train_subset`` less the held-out tiles (no ``drop_last``)."""
-        return self._loader("fit", shuffle=True)
+    def train_dataloader(self) -> DataLoader[Sample] | CombinedLoader:
+        """Shuffled loader over ``train_subset`` less the held-out tiles (no ``drop_last``).
+
+        With ``labelled_stream``, paired with a shuffled loader over its labelled tiles.
+        """
+        loader = self._loader("fit", shuffle=True)
+        if not self.labelled_stream:
+            return loader
+        labelled = self._loader("fit_labelled", shuffle=True)
+        return CombinedLoader({"target": loader, "labelled": labelled}, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader[Sample]:
         """Loader over the tiles held out from ``train_subset`` (empty at ``val_fraction`` 0)."""

@@ -21,8 +21,9 @@ from datamodules.errors import data_error
 from datamodules.runfiles import atomic_write_text
 
 SplitName = Literal["labelled", "unlabelled", "test"]
-SubsetName = Literal["labelled", "unlabelled", "train", "test", "fit", "val"]
-"""Split names, ``train`` (labelled + unlabelled), and a stage's ``fit`` / ``val`` parts."""
+SubsetName = Literal["labelled", "unlabelled", "train", "test", "fit", "val", "fit_labelled"]
+"""Split names, ``train`` (labelled + unlabelled), a stage's ``fit`` / ``val`` parts and the
+labelled tiles of ``fit``."""
 SPLIT_NAMES: tuple[str, ...] = ("labelled", "unlabelled", "test")
 TRAIN_SPLITS: tuple[str, ...] = ("labelled", "unlabelled")
 SPLIT_COLUMNS: tuple[str, ...] = ("id", "patch", "label", "split")

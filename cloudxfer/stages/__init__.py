@@ -1,7 +1,8 @@
-"""One LightningModule per stage: source (0), F1, F2, and the comparison rows SL, TLF, OGM-GE."""
+"""One LightningModule per stage: source (0), F1, F2, and the rows SL, TLF, OGM-GE, DSAN."""
 
 from cloudxfer.stages.auxiliary import AuxiliaryDistillation
 from cloudxfer.stages.base import StageModule
+from cloudxfer.stages.dsan import SubdomainAdaptation
 from cloudxfer.stages.fusion import LateFusionDistillation
 from cloudxfer.stages.ogm_ge import OgmGeFusion
 from cloudxfer.stages.source import SourceClassification
@@ -14,6 +15,7 @@ __all__ = [
     "OgmGeFusion",
     "SourceClassification",
     "StageModule",
+    "SubdomainAdaptation",
     "SupervisedClassification",
     "TargetDistillation",
 ]

@@ -196,6 +196,11 @@ class StageModule(pl.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Image tensors in the configured memory format."""
         if self.channels_last and isinstance(batch, dict):
+            if all(isinstance(part, dict) for part in batch.values()):  # a CombinedLoader's
+                return {
+                    name: images_to(part, memory_format=torch.channels_last)
+                    for name, part in batch.items()
+                }
             return images_to(batch, memory_format=torch.channels_last)
         return batch
 
@@ -289,9 +294,14 @@ class StageModule(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Return the stage's loss; log every figure of ``compute_loss``, average it per epoch."""
         loss, logs = self.compute_loss(batch)
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(batch["id"]))
-        self._train_means.add({"loss": loss.detach(), **logs}, len(batch["id"]))
+        n = self.batch_size_of(batch)
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=n)
+        self._train_means.add({"loss": loss.detach(), **logs}, n)
         return loss
+
+    def batch_size_of(self, batch: Batch) -> int:
+        """Return the samples in a training batch (its weight in the epoch means)."""
+        return len(batch["id"])
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """Score the stage's own loss on held-out training tiles (OA only as a diagnostic)."""

@@ -349,6 +349,7 @@ def test_report_prints_metrics_and_diagnostics(
         ("kdhn", "teacher_sar", "from method 'kdhn'"),
         ("tlf", "teacher_opt", "from stage 'fusion'"),
         ("ogm_ge", "teacher_sar", "from stage 'fusion'"),
+        ("dsan", "teacher_sar", "from stage 'dsan'"),
     ],
 )
 def test_comparison_rows_fit_test_and_never_serve_as_teachers(
@@ -362,6 +363,11 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
     cloudxfer("test", *args, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}")
     metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
     assert 0.0 <= metrics["oa"] <= 1.0
+    if row == "dsan":  # scored on SAR; trained with both streams, LMMD switched on by its ramp
+        assert meta["modality"] == "sar" and metrics["modality"] == "sar"
+        (epoch,) = json.loads((tmp_path / "training.json").read_text())["epochs"]
+        assert epoch["train"]["loss/lmmd"] > 0.0 and 0.0 < epoch["train"]["lmmd/weight"] < 1.0
+        assert math.isfinite(epoch["val"]["loss"])
     if row.startswith("finetune"):  # the encoder stayed f_pre's: only the head was trained
         pre = torch.load(chain_run / "runs" / "source_pretrain" / "checkpoints" / "best.ckpt",
                          weights_only=False)["state_dict"]  # fmt: skip

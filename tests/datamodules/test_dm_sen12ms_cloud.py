@@ -236,6 +236,31 @@ def test_samples_say_whether_they_are_labelled(sen12ms_dataset):
     assert not any(bool(s["labelled"]) for s in dm.subset_dataset("test"))
 
 
+def test_labelled_stream_pairs_train_batches_with_labelled_ones(sen12ms_dataset):
+    from lightning.pytorch.utilities import CombinedLoader
+
+    dm = make_dm(
+        sen12ms_dataset, clouds=NO_CLOUDS, train_subset="train", labelled_stream=True,
+        val_fraction=0.2, batch_size=4,
+    )  # fmt: skip
+    loader = dm.train_dataloader()
+    assert isinstance(loader, CombinedLoader)
+    labelled = {row.id for row in dm.split_rows if row.split == "labelled"}
+    fit = {s["id"] for s in dm.subset_dataset("fit")}
+    held = {s["id"] for s in dm.subset_dataset("val")}
+    streamed = {s["id"] for s in dm.subset_dataset("fit_labelled")}
+    assert streamed == fit & labelled and not streamed & held and streamed
+    iter(loader)
+    seen_target: set[str] = set()
+    for batch, _, _ in loader:
+        assert set(batch) == {"target", "labelled"}
+        assert all(bool(flag) for flag in batch["labelled"]["labelled"])
+        assert set(batch["labelled"]["id"]) <= streamed
+        seen_target.update(batch["target"]["id"])
+    assert seen_target == fit  # the longer stream sets the epoch; the labelled one cycles
+    assert not isinstance(make_dm(sen12ms_dataset).train_dataloader(), CombinedLoader)
+
+
 def test_same_seed_same_split(sen12ms_dataset):
     assert (
         make_dm(sen12ms_dataset, split_seed=1).split_rows

@@ -1,0 +1,134 @@
+"""Baseline DSAN (SAR): deep subdomain adaptation from labelled optical to unlabelled SAR tiles.
+
+Zhu et al. (TNNLS 2020). One network, initialised from f_S (the source model fine-tuned on the
+target classes, so its head already speaks them), reads both modalities through the same
+encoder (both have 3 channels). Per step it takes a batch of labelled target tiles' *optical*
+images (the labelled source of DSAN, cross-entropy on their labels) and a batch of target
+tiles' *SAR* images (the unlabelled target), and aligns their features class by class with
+LMMD, weighted by DSAN's ramp. It is scored on SAR alone. docs/baselines.md says why the
+source side is the labelled target optical tiles rather than the source domain's images.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+from torch import Tensor
+
+from cloudxfer.checkpoints import CheckpointError, load_frozen_model
+from cloudxfer.lmmd import lmmd, lmmd_ramp
+from cloudxfer.losses import label_loss
+from cloudxfer.models import SceneClassifier
+from cloudxfer.stages.base import Batch, StageModule
+
+__all__ = ["SubdomainAdaptation"]
+
+SOURCE_INPUT = "image_opt"
+TARGET_INPUT = "image_sar"
+
+
+class SubdomainAdaptation(StageModule):
+    """DSAN: cross-entropy on labelled optical tiles + ramped LMMD to the SAR tiles.
+
+    Trains on the datamodule's paired streams (``labelled_stream: true``): ``labelled``
+    (source: optical image and label) and ``target`` (SAR image, no label read). A plain batch
+    (the held-out tiles) is split the same way by its ``labelled`` flag.
+
+    Args:
+        init_from: f_S checkpoint (``source_finetune``) whose encoder and head start the run.
+        backbone: torchvision model name; must match f_S's.
+        lmmd_weight: weight of LMMD at the end of DSAN's ramp ``2 / (1 + exp(-10 p)) - 1``
+            over training progress ``p`` (steps of ``max_epochs``).
+        kernel_mul: ratio between the Gaussian kernels' bandwidths.
+        kernel_num: number of Gaussian kernels.
+        **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
+
+    """
+
+    stage_name = "dsan"
+
+    def __init__(
+        self,
+        init_from: str | None = None,
+        backbone: str = "resnet50",
+        lmmd_weight: float = 1.0,
+        kernel_mul: float = 2.0,
+        kernel_num: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        self.model = SceneClassifier(backbone, [TARGET_INPUT], len(self.class_names))
+        self._initialised = init_from is None
+
+    @classmethod
+    def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
+        """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
+        return cls.stage_name, "sar"
+
+    def setup(self, stage: str) -> None:
+        """Copy f_S's encoder and head in before training (test/predict do not need f_S)."""
+        if stage != "fit" or self._initialised:
+            return
+        path = str(self.hparams["init_from"])
+        source, meta = load_frozen_model(
+            path, stages={"source_finetune"}, modality="opt", methods={"source_finetune"}
+        )
+        if meta["model"]["backbone"] != self.hparams["backbone"]:
+            raise CheckpointError(
+                f"{path}: backbone {meta['model']['backbone']!r} differs from this run's "
+                f"{self.hparams['backbone']!r}"
+            )
+        if list(meta["class_names"]) != self.class_names:
+            raise CheckpointError(f"{path}: classes {meta['class_names']} differ from the data's")
+        self.model.load_state_dict(cast(SceneClassifier, source).state_dict())
+        self._initialised = True
+
+    def batch_size_of(self, batch: Batch) -> int:
+        """Return the target tiles of the step (the labelled stream cycles beside them)."""
+        return len(batch["target"]["id"]) if "target" in batch else len(batch["id"])
+
+    def _streams(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """(source optical images, their labels, target SAR images) of a step's batch."""
+        if "target" in batch:
+            source, target = batch["labelled"], batch["target"]
+            return source[SOURCE_INPUT], source["label"], target[TARGET_INPUT]
+        labelled = batch["labelled"].bool()
+        return batch[SOURCE_INPUT][labelled], batch["label"][labelled], batch[TARGET_INPUT]
+
+    def progress(self) -> float:
+        """Training progress in [0, 1] (global step over all planned steps) for the ramp."""
+        try:
+            total = self.trainer.estimated_stepping_batches
+        except RuntimeError:  # not attached to a trainer: the ramp's end
+            return 1.0
+        return float(self.global_step) / max(float(total), 1.0) if total != float("inf") else 1.0
+
+    def compute_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Cross-entropy on the labelled optical images + ramped LMMD to the SAR images."""
+        model = cast(SceneClassifier, self.model)
+        source_images, labels, target_images = self._streams(batch)
+        target_features = model.encoder(target_images)
+        target_probabilities = torch.softmax(model.head(target_features), dim=1)
+        if len(labels) == 0:  # a held-out batch without labelled tiles: alignment undefined
+            zero = target_features.sum() * 0.0
+            return zero, {"loss/supervised": zero.detach(), "loss/lmmd": zero.detach()}
+        source_features = model.encoder(source_images)
+        supervised, accuracy = label_loss(model.head(source_features), labels)
+        alignment = lmmd(
+            source_features.float(),
+            target_features.float(),
+            labels,
+            target_probabilities.float(),
+            float(self.hparams["kernel_mul"]),
+            int(self.hparams["kernel_num"]),
+        )
+        weight = float(self.hparams["lmmd_weight"]) * lmmd_ramp(self.progress())
+        loss = supervised + weight * alignment
+        return loss, {
+            "loss/supervised": supervised.detach(),
+            "loss/lmmd": alignment.detach(),
+            "lmmd/weight": torch.tensor(weight),
+            "train/acc": accuracy,
+        }

@@ -1,0 +1,80 @@
+"""LMMD (the DSAN baseline's alignment loss) against a value computed by hand, and its ramp."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cloudxfer.lmmd import class_weights, gaussian_kernels, lmmd, lmmd_ramp
+
+
+def _kernel(a: torch.Tensor, b: torch.Tensor, bandwidth: float, mul: float, num: int) -> float:
+    distance = float((a - b).pow(2).sum())
+    base = bandwidth / mul ** (num // 2)
+    return sum(math.exp(-distance / (base * mul**i)) for i in range(num))
+
+
+def test_lmmd_equals_the_per_class_sum_written_out() -> None:
+    torch.manual_seed(0)
+    source = torch.randn(4, 3)
+    target = torch.randn(5, 3)
+    labels = torch.tensor([0, 0, 2, 2])  # class 1 has no source sample: left out
+    probs = torch.softmax(torch.randn(5, 3), dim=1)
+    everything = torch.cat([source, target])
+    pairs = [(i, j) for i in range(9) for j in range(9) if i != j]
+    bandwidth = sum(float((everything[i] - everything[j]).pow(2).sum()) for i, j in pairs) / 72
+    total = 0.0
+    for c in (0, 2):
+        ws = [1.0 / 2 if int(y) == c else 0.0 for y in labels]
+        wt = [float(p[c]) / float(probs[:, c].sum()) for p in probs]
+        for i in range(4):
+            for j in range(4):
+                total += ws[i] * ws[j] * _kernel(source[i], source[j], bandwidth, 2.0, 5)
+        for i in range(5):
+            for j in range(5):
+                total += wt[i] * wt[j] * _kernel(target[i], target[j], bandwidth, 2.0, 5)
+        for i in range(4):
+            for j in range(5):
+                total -= 2 * ws[i] * wt[j] * _kernel(source[i], target[j], bandwidth, 2.0, 5)
+    expected = total / 2
+    assert float(lmmd(source, target, labels, probs)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_lmmd_is_zero_for_the_same_class_conditional_distributions() -> None:
+    features = torch.randn(6, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    one_hot = torch.nn.functional.one_hot(labels, 3).float()
+    assert float(lmmd(features, features.clone(), labels, one_hot)) == pytest.approx(0, abs=1e-6)
+    # shifting the target features apart makes it positive
+    assert float(lmmd(features, features + 3.0, labels, one_hot)) > 0.1
+
+
+def test_gradients_reach_both_feature_sets_but_not_the_target_probabilities() -> None:
+    source = torch.randn(4, 3, requires_grad=True)
+    target = torch.randn(6, 3, requires_grad=True)
+    logits = torch.randn(6, 2, requires_grad=True)
+    loss = lmmd(source, target, torch.tensor([0, 1, 0, 1]), torch.softmax(logits, dim=1))
+    loss.backward()
+    assert source.grad is not None and source.grad.abs().sum() > 0
+    assert target.grad is not None and target.grad.abs().sum() > 0
+    assert logits.grad is None
+
+
+def test_class_weights_sum_to_one_per_present_class() -> None:
+    probs = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0]])
+    weights = class_weights(probs, torch.tensor([0, 1, 2]))
+    assert weights[:, 0].tolist() == pytest.approx([0.5 / 0.7, 0.2 / 0.7])
+    assert weights[:, 2].tolist() == [0.0, 0.0]  # no mass: no weight, no division by zero
+
+
+def test_kernel_sum_is_num_on_the_diagonal() -> None:
+    kernels = gaussian_kernels(torch.randn(5, 2), kernel_mul=2.0, kernel_num=5)
+    assert torch.allclose(kernels.diagonal(), torch.full((5,), 5.0))
+
+
+def test_ramp_goes_from_zero_to_nearly_one() -> None:
+    assert lmmd_ramp(0.0) == 0.0
+    assert lmmd_ramp(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
+    assert 0.999 < lmmd_ramp(1.0) < 1.0 and lmmd_ramp(2.0) == lmmd_ramp(1.0)
