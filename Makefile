@@ -13,7 +13,9 @@ SIM_DATA = $(RESULTS)/data/sim$(SIM_SEED)
 # 3,000 target pairs, 700 source images per class. The demo uses a smaller set.
 TABLE_SIZES = --pairs 3000 --per-class 700
 
-.PHONY: install test test-fast lint demo bench clean table1 table2
+FIRST_SEED = $(firstword $(subst $(comma), ,$(SEEDS)))
+
+.PHONY: install test test-fast lint demo bench clean table1 table2 fig7 fig8
 
 install:  ## create .venv and install cloudxfer with the dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +45,14 @@ table2:  ## Table II (AID role -> SEN12MS Cloud): as table1 with the AID-role so
 	$(BIN)/cloudxfer run --table table2 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
 		--out $(RESULTS)/table2 --synth --seed $(SIM_SEED) --source-role aid $(TABLE_SIZES) \
 		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source_aid
+
+fig7: table1  ## Fig. 7: OA on cloudy vs clear test tiles per Table I row (PNG + CSV)
+	$(BIN)/cloudxfer plot cloudy-clear $(RESULTS)/table1 --out $(RESULTS)/fig7.png
+
+fig8: table1  ## Fig. 8: F2's per-modality losses with and without IRM (first of SEEDS)
+	$(BIN)/cloudxfer plot losses $(RESULTS)/table1/seed$(FIRST_SEED)/target \
+		$(RESULTS)/table1/seed$(FIRST_SEED)/target_noirm \
+		--labels "F2 with IRM" "F2 without IRM" --out $(RESULTS)/fig8.png
 
 bench:  ## every performance ratio (RATIO lines, benchmarks/latest.json); about 3 minutes on 2 cores
 	$(BIN)/python -m benchmarks.bench

@@ -80,14 +80,26 @@ def plot_loss_curves(runs: list[Path], labels: list[str], out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``cloudxfer plot losses RUN_DIR [RUN_DIR ...] --out fig8.png [--labels A B]``."""
+    """``cloudxfer plot losses RUN_DIR ... --out fig8.png`` or ``plot cloudy-clear DIR --out``."""
     parser = argparse.ArgumentParser(prog="cloudxfer plot", description=__doc__)
     sub = parser.add_subparsers(dest="what", required=True)
     losses = sub.add_parser("losses", help="per-modality loss curves (Fig. 8)")
     losses.add_argument("runs", nargs="+", type=Path, help="run directories (with metrics.csv)")
     losses.add_argument("--out", type=Path, required=True, help="PNG to write")
     losses.add_argument("--labels", nargs="*", default=None, help="panel titles")
+    bars = sub.add_parser("cloudy-clear", help="OA on cloudy vs clear tiles per method (Fig. 7)")
+    bars.add_argument("results", type=Path, help="a table's output folder (seed*/<method>/)")
+    bars.add_argument("--out", type=Path, required=True, help="PNG to write (CSV beside it)")
     args = parser.parse_args(argv)
+    if args.what == "cloudy-clear":
+        from cloudxfer.reporting.figures import cloudy_clear_figure
+
+        try:
+            written = cloudy_clear_figure(args.results, args.out)
+        except ValueError as err:
+            parser.error(str(err))
+        print("wrote " + " and ".join(map(str, written)))
+        return 0
     labels = args.labels or [run.name for run in args.runs]
     if len(labels) != len(args.runs):
         parser.error("give one label per run")

@@ -1,0 +1,94 @@
+"""The paper's Fig. 7: OA on cloudy vs clear test tiles per method, as bars and as CSV.
+
+Read from the runs' ``test/metrics.json`` files under a table's output folder (never from
+memory), mean and sample std over the seeds found there.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from cloudxfer.reporting.tables import TableRow, collect
+from cloudxfer.runner.methods import METHODS
+from cloudxfer.runner.plan import METRICS, RECORD_FILENAME
+
+__all__ = ["CLOUDY_CLEAR_COLUMNS", "find_tested_runs", "plot_cloudy_clear", "write_cloudy_clear"]
+
+CLOUDY_CLEAR_COLUMNS = (
+    "method", "label", "group", "seeds",
+    "oa_cloudy_mean", "oa_cloudy_std", "oa_clear_mean", "oa_clear_std", "n_cloudy", "n_clear",
+)  # fmt: skip
+"""Columns of the Fig. 7 CSV (OA in %)."""
+
+
+def find_tested_runs(results: Path) -> list[Path]:
+    """Run folders below ``results`` (``seed<k>/<method>/``) that hold test metrics.
+
+    In registry order, then by seed, so figures list methods as the tables do.
+    """
+    records = results.glob(f"*/*/{RECORD_FILENAME}")
+    folders = [p.parent for p in records if (p.parent / METRICS).is_file()]
+    order = {name: i for i, name in enumerate(METHODS)}
+    folders.sort(key=lambda p: (order.get(p.name, len(order)), p.parent.name))
+    if not folders:
+        raise ValueError(f"{results}: no tested runs (seed*/<method>/{METRICS}) found")
+    return folders
+
+
+def _percent(row: TableRow, key: str) -> tuple[float, float] | tuple[None, None]:
+    stats = row.mean_std(key)
+    return (None, None) if stats is None else (100 * stats[0], 100 * stats[1])
+
+
+def write_cloudy_clear(rows: Sequence[TableRow], out: Path) -> Path:
+    """Write the Fig. 7 CSV: per method, OA on cloudy and on clear tiles (mean, std, %)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CLOUDY_CLEAR_COLUMNS)
+        for row in rows:
+            cloudy, clear = _percent(row, "oa_cloudy"), _percent(row, "oa_clear")
+            writer.writerow([
+                row.method, row.label, row.group, " ".join(map(str, row.seeds)),
+                *("" if v is None else f"{v:.2f}" for v in (*cloudy, *clear)),
+                row.counts.get("n_cloudy"), row.counts.get("n_clear"),
+            ])  # fmt: skip
+    return out
+
+
+def plot_cloudy_clear(rows: Sequence[TableRow], out: Path) -> Path:
+    """Draw Fig. 7: one pair of bars (cloudy, clear) per method with std error bars, to PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.75 * len(rows) + 2), 3.8))
+    width = 0.38
+    bars = ((-width / 2, "oa_cloudy", "cloudy"), (width / 2, "oa_clear", "clear"))
+    for offset, key, name in bars:
+        stats = [_percent(row, key) for row in rows]
+        means = [m if m is not None else 0.0 for m, _ in stats]
+        stds = [s if s is not None else 0.0 for _, s in stats]
+        positions = [i + offset for i in range(len(rows))]
+        ax.bar(positions, means, width, yerr=stds, capsize=2, label=f"{name} test tiles")
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([row.label for row in rows], rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel("OA (%)")
+    seeds = "/".join(map(str, sorted({len(row.seeds) for row in rows})))
+    ax.set_title(f"OA on cloudy vs clear test tiles (mean ± std over {seeds} seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
+
+
+def cloudy_clear_figure(results: Path, out: Path) -> tuple[Path, Path]:
+    """Fig. 7 of a table's output folder: the PNG at ``out`` and the CSV beside it."""
+    rows = collect(find_tested_runs(results))
+    return plot_cloudy_clear(rows, out), write_cloudy_clear(rows, out.with_suffix(".csv"))
