@@ -15,7 +15,7 @@ TABLE_SIZES = --pairs 3000 --per-class 700
 
 FIRST_SEED = $(firstword $(subst $(comma), ,$(SEEDS)))
 
-.PHONY: install test test-fast lint demo bench clean table1 table2 fig7 fig8
+.PHONY: install test test-fast lint demo bench clean table1 table2 table3 table4 fig7 fig8
 
 install:  ## create .venv and install cloudxfer with the dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ table2:  ## Table II (AID role -> SEN12MS Cloud): as table1 with the AID-role so
 	$(BIN)/cloudxfer run --table table2 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
 		--out $(RESULTS)/table2 --synth --seed $(SIM_SEED) --source-role aid $(TABLE_SIZES) \
 		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source_aid
+
+table3:  ## Table III (NWPU role -> Hunan-style real-cloudy set): as table1 on experiments/cloudy_pairs
+	$(BIN)/cloudxfer run --table table3 --dataset cloudy_pairs --profile $(PROFILE) \
+		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table3 --synth --seed $(SIM_SEED) \
+		$(TABLE_SIZES) --data-root $(SIM_DATA)/hunan --source-root $(SIM_DATA)/source
+
+table4:  ## Table IV (AID role -> Hunan-style real-cloudy set)
+	$(BIN)/cloudxfer run --table table4 --dataset cloudy_pairs --profile $(PROFILE) \
+		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table4 --synth --seed $(SIM_SEED) \
+		--source-role aid $(TABLE_SIZES) --data-root $(SIM_DATA)/hunan \
+		--source-root $(SIM_DATA)/source_aid
 
 fig7: table1  ## Fig. 7: OA on cloudy vs clear test tiles per Table I row (PNG + CSV)
 	$(BIN)/cloudxfer plot cloudy-clear $(RESULTS)/table1 --out $(RESULTS)/fig7.png

@@ -23,7 +23,7 @@ from cloudxfer.reporting.tables import (
     write_csv,
 )
 from cloudxfer.runner.executor import RunnerError, execute
-from cloudxfer.runner.methods import METHODS, TABLES
+from cloudxfer.runner.methods import METHODS, TABLE_SETTINGS, TABLES
 from cloudxfer.runner.plan import EXPERIMENTS, PlannedRun, Setting, plan, profile_path
 from cloudxfer.runtime import available_cores
 
@@ -157,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="extra CLI overrides, e.g. --trainer.x=y")
     args, unknown = parser.parse_known_args(argv)
     layout = TABLES[args.table] if args.table else None
+    if args.table:
+        dataset, role = TABLE_SETTINGS[args.table]
+        if (args.dataset, args.source_role) != (dataset, role):
+            parser.error(
+                f"{args.table} is --dataset {dataset} --source-role {role} (given "
+                f"{args.dataset}, {args.source_role})"
+            )
     if args.methods:
         methods = args.methods
     elif layout is not None:

@@ -28,6 +28,10 @@ __all__ = [
 ]
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+STAGE_DATASET = "sen12ms_cloud"
+"""The data set folder holding the stage configs; another data set folder holds its own
+``data.yaml`` (passed as ``--data`` after the stage config) and only the stage configs it
+changes."""
 CHECKPOINT = Path("checkpoints") / "best.ckpt"
 """A fit's result: the weights of its lowest held-out loss (read downstream and by test)."""
 RESUME = Path("checkpoints") / "last.ckpt"
@@ -58,8 +62,21 @@ class Setting:
 
     @property
     def dataset_dir(self) -> Path:
-        """The stage configs' folder."""
+        """The data set's config folder (``experiments/<dataset>/``)."""
         return EXPERIMENTS / self.dataset
+
+    def stage_config(self, m: Method) -> Path:
+        """Return the method's stage config: the data set folder's own, else the shared one."""
+        own = self.dataset_dir / m.config
+        return own if own.is_file() else EXPERIMENTS / STAGE_DATASET / m.config
+
+    def data_config(self) -> Path:
+        """Return the data set's ``data.yaml`` (the stage configs include the shared one)."""
+        return self.dataset_dir / "data.yaml"
+
+    def data_arguments(self) -> list[str]:
+        """``--data=<data.yaml>`` where the data set is not the stage configs' own."""
+        return [] if self.dataset == STAGE_DATASET else [f"--data={self.data_config()}"]
 
 
 @dataclass(frozen=True)
@@ -123,8 +140,7 @@ def _digest(parts: dict[str, object]) -> str:
 
 def _config_texts(setting: Setting, m: Method) -> dict[str, str]:
     """Contents of the YAML files the run's config is made of (its stage, data, profile)."""
-    data = setting.dataset_dir / "data.yaml"  # the stage configs include it
-    files = [setting.profile, setting.dataset_dir / m.config, *([data] if data.is_file() else [])]
+    files = [setting.profile, setting.stage_config(m), setting.data_config()]
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"config not found: {', '.join(missing)}")
@@ -147,7 +163,8 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
             directory = root / m.name
             common = [
                 "--config", str(setting.profile),
-                "--config", str(setting.dataset_dir / m.config),
+                "--config", str(setting.stage_config(m)),
+                *setting.data_arguments(),
                 f"--profile.run_root={root}",
                 f"--profile.seed={seed}",
                 *setting.overrides,

@@ -17,7 +17,7 @@ from cloudxfer.runner import METHODS, RunnerError, Setting, execute, plan, upstr
 from cloudxfer.runner import executor as execute_module
 from cloudxfer.runner.cli import main as run_main
 from cloudxfer.runner.methods import TABLES, Method
-from cloudxfer.runner.plan import profile_path
+from cloudxfer.runner.plan import METRICS, profile_path
 
 
 def _setting(tmp_path: Path, *overrides: str) -> Setting:
@@ -217,3 +217,38 @@ def test_print_commands_lists_fit_and_test_in_dependency_order(
     assert [c.split()[3] for c in commands] == ["fit", "fit", "test", "fit", "test"]
     assert "source_pretrain.yaml" in commands[0] and "aux_sar.yaml" in commands[-1]
     assert not (tmp_path / "seed0").exists()  # nothing ran
+
+
+def test_another_data_set_reuses_the_stage_configs_with_its_own_data_config(
+    tmp_path: Path,
+) -> None:
+    hunan = Setting(
+        profile=profile_path("smoke"),
+        dataset="cloudy_pairs",
+        run_root=lambda seed: tmp_path / f"seed{seed}",
+    )
+    (run,) = plan(["sl"], [0], hunan)
+    args = list(run.fit_args)
+    stage = args.index("--config", args.index("--config") + 1) + 1
+    assert args[stage].endswith("experiments/sen12ms_cloud/sl.yaml")
+    assert args[stage + 1].endswith("=" + str(hunan.data_config()))  # --data after the stage
+    assert args[stage + 1].startswith("--data=")
+    (same,) = plan(["sl"], [0], _setting(tmp_path))
+    assert not any(a.startswith("--data=") for a in same.fit_args)
+    assert same.run_id != run.run_id  # its data config is part of the id
+
+
+def test_a_table_refuses_another_data_set_or_source_role(tmp_path: Path) -> None:
+    for args in (["--table", "table3"], ["--table", "table2"]):
+        with pytest.raises(SystemExit):
+            run_main([*args, "--out", str(tmp_path), "--print-commands"])
+
+
+@pytest.mark.slow
+def test_a_row_runs_end_to_end_on_the_hunan_style_set(tmp_path: Path) -> None:
+    args = ["--dataset", "cloudy_pairs", "--methods", "sl", "--profile", "smoke", "--synth"]
+    assert run_main([*args, "--pairs", "300", "--per-class", "4", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "seed0" / "sl" / METRICS).read_text())
+    assert metrics["class_names"][-3:] == ["Transitional Woodland", "Village", "Water"]
+    assert metrics["n"] == 60 and metrics["n_cloudy"] + metrics["n_clear"] <= 60
+    assert "SL (opt & SAR)" in (tmp_path / "table.md").read_text()
