@@ -12,10 +12,15 @@ SIM_DATA = $(RESULTS)/data/sim$(SIM_SEED)
 # The tables simulate the sizes the simulator's regime was calibrated at (docs/simulator.md):
 # 3,000 target pairs, 700 source images per class. The demo uses a smaller set.
 TABLE_SIZES = --pairs 3000 --per-class 700
+# MASKS=DIR pastes a folder of real cloud masks instead of simulated ones (SEN12MS tables).
+MASKS ?=
+PASTE = $(if $(MASKS),--profile.cloud_masks=$(abspath $(MASKS)))
+# Fig. 9: percent of all tiles (train and test) clouded, one chain per level.
+LEVELS ?= 10 20 30 40 50 60 70 80 90 100
 
 FIRST_SEED = $(firstword $(subst $(comma), ,$(SEEDS)))
 
-.PHONY: install test test-fast lint demo bench clean table1 table2 table3 table4 fig7 fig8
+.PHONY: install test test-fast lint demo bench clean table1 table2 table3 table4 fig7 fig8 fig9
 
 install:  ## create .venv and install cloudxfer with the dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +44,12 @@ demo:  ## simulate the default data, run the whole chain, print the OA/AA/Kappa 
 table1:  ## Table I (NWPU role -> SEN12MS Cloud): every registered row, SEEDS, PROFILE, SIM_SEED
 	$(BIN)/cloudxfer run --table table1 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
 		--out $(RESULTS)/table1 --synth --seed $(SIM_SEED) $(TABLE_SIZES) \
-		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source
+		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source $(PASTE)
 
 table2:  ## Table II (AID role -> SEN12MS Cloud): as table1 with the AID-role source set
 	$(BIN)/cloudxfer run --table table2 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
 		--out $(RESULTS)/table2 --synth --seed $(SIM_SEED) --source-role aid $(TABLE_SIZES) \
-		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source_aid
+		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source_aid $(PASTE)
 
 table3:  ## Table III (NWPU role -> Hunan-style real-cloudy set): as table1 on experiments/cloudy_pairs
 	$(BIN)/cloudxfer run --table table3 --dataset cloudy_pairs --profile $(PROFILE) \
@@ -64,6 +69,16 @@ fig8: table1  ## Fig. 8: F2's per-modality losses with and without IRM (first of
 	$(BIN)/cloudxfer plot losses $(RESULTS)/table1/seed$(FIRST_SEED)/target \
 		$(RESULTS)/table1/seed$(FIRST_SEED)/target_noirm \
 		--labels "F2 with IRM" "F2 without IRM" --out $(RESULTS)/fig8.png
+
+fig9:  ## Fig. 9: F2 with and without IRM against the share of clouded tiles (LEVELS, SEEDS)
+	for L in $(LEVELS); do \
+		$(BIN)/cloudxfer run --methods target target_noirm --profile $(PROFILE) \
+			--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/fig9/cloud$$L --synth \
+			--seed $(SIM_SEED) $(TABLE_SIZES) --data-root $(SIM_DATA)/target \
+			--source-root $(SIM_DATA)/source $(PASTE) \
+			--profile.cloudy_share=$$(awk "BEGIN { print $$L / 100 }") || exit 1; \
+	done
+	$(BIN)/cloudxfer plot cloud-sweep $(RESULTS)/fig9 --out $(RESULTS)/fig9.png
 
 bench:  ## every performance ratio (RATIO lines, benchmarks/latest.json); about 3 minutes on 2 cores
 	$(BIN)/python -m benchmarks.bench

@@ -61,6 +61,10 @@ class Profile:
     channels_last: bool = False
     compile_model: bool = False
     pin_memory: bool = False
+    cloudy_share: float = 0.5
+    """Share of target tiles given a pasted cloud (the paper: 0.5; its Fig. 9 sweeps it)."""
+    cloud_masks: str | None = None
+    """Folder of real cloud masks to paste (None: simulated masks)."""
     patience: int | None = None
     """Early stopping: end a fit once its held-out loss has not improved for this many epochs
     (None: train every epoch). Convergence is judged with the same patience (5 when None)."""

@@ -90,12 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     bars = sub.add_parser("cloudy-clear", help="OA on cloudy vs clear tiles per method (Fig. 7)")
     bars.add_argument("results", type=Path, help="a table's output folder (seed*/<method>/)")
     bars.add_argument("--out", type=Path, required=True, help="PNG to write (CSV beside it)")
+    sweep = sub.add_parser("cloud-sweep", help="OA against the clouded share (Fig. 9)")
+    sweep.add_argument("root", type=Path, help="folder of cloud<percent>/ table folders")
+    sweep.add_argument("--out", type=Path, required=True, help="PNG to write (CSV beside it)")
     args = parser.parse_args(argv)
-    if args.what == "cloudy-clear":
-        from cloudxfer.reporting.figures import cloudy_clear_figure
+    if args.what in ("cloudy-clear", "cloud-sweep"):
+        from cloudxfer.reporting.figures import cloud_sweep_figure, cloudy_clear_figure
 
+        figure = cloudy_clear_figure if args.what == "cloudy-clear" else cloud_sweep_figure
+        source = args.results if args.what == "cloudy-clear" else args.root
         try:
-            written = cloudy_clear_figure(args.results, args.out)
+            written = figure(source, args.out)
         except ValueError as err:
             parser.error(str(err))
         print("wrote " + " and ".join(map(str, written)))

@@ -1,7 +1,7 @@
-"""The paper's Fig. 7: OA on cloudy vs clear test tiles per method, as bars and as CSV.
+"""The paper's Figs. 7 and 9 from the runs' ``test/metrics.json`` files (never from memory).
 
-Read from the runs' ``test/metrics.json`` files under a table's output folder (never from
-memory), mean and sample std over the seeds found there.
+Fig. 7: OA on cloudy vs clear test tiles per method of a table. Fig. 9: OA of F2 with and
+without IRM against the share of clouded tiles. Mean and sample std over the seeds found.
 """
 
 from __future__ import annotations
@@ -14,7 +14,21 @@ from cloudxfer.reporting.tables import TableRow, collect
 from cloudxfer.runner.methods import METHODS
 from cloudxfer.runner.plan import METRICS, RECORD_FILENAME
 
-__all__ = ["CLOUDY_CLEAR_COLUMNS", "find_tested_runs", "plot_cloudy_clear", "write_cloudy_clear"]
+__all__ = [
+    "CLOUDY_CLEAR_COLUMNS",
+    "SWEEP_COLUMNS",
+    "SWEEP_PREFIX",
+    "cloud_sweep_figure",
+    "cloudy_clear_figure",
+    "find_tested_runs",
+    "plot_cloudy_clear",
+    "write_cloudy_clear",
+]
+
+SWEEP_PREFIX = "cloud"
+"""A sweep level's folder: ``cloud<percent of tiles clouded>`` (``make fig9``)."""
+SWEEP_COLUMNS = ("level", "method", "label", "seeds", "oa_mean", "oa_std", "aa_mean", "kappa_mean")
+"""Columns of the Fig. 9 CSV (level and OA/AA in %)."""
 
 CLOUDY_CLEAR_COLUMNS = (
     "method", "label", "group", "seeds",
@@ -92,3 +106,62 @@ def cloudy_clear_figure(results: Path, out: Path) -> tuple[Path, Path]:
     """Fig. 7 of a table's output folder: the PNG at ``out`` and the CSV beside it."""
     rows = collect(find_tested_runs(results))
     return plot_cloudy_clear(rows, out), write_cloudy_clear(rows, out.with_suffix(".csv"))
+
+
+def _sweep_levels(root: Path) -> list[tuple[int, Path]]:
+    """``(percent, folder)`` of every ``cloud<percent>`` folder under ``root``, by percent."""
+    levels = []
+    for folder in root.glob(f"{SWEEP_PREFIX}*"):
+        suffix = folder.name[len(SWEEP_PREFIX) :]
+        if folder.is_dir() and suffix.isdigit():
+            levels.append((int(suffix), folder))
+    if not levels:
+        raise ValueError(f"{root}: no sweep levels ({SWEEP_PREFIX}<percent>/ folders) found")
+    return sorted(levels)
+
+
+def cloud_sweep_figure(
+    root: Path, out: Path, methods: Sequence[str] = ("target", "target_noirm")
+) -> tuple[Path, Path]:
+    """Fig. 9: OA of ``methods`` against the clouded share, PNG at ``out``, CSV beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, TableRow]]] = {name: [] for name in methods}
+    for level, folder in _sweep_levels(root):
+        for row in collect(find_tested_runs(folder)):
+            if row.method in series:
+                series[row.method].append((level, row))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = out.with_suffix(".csv")
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    with table.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SWEEP_COLUMNS)
+        for name, points in series.items():
+            if not points:
+                continue
+            stats = [(level, row, *_percent(row, "oa")) for level, row in points]
+            for level, row, mean, std in stats:
+                aa, kappa = row.mean_std("aa"), row.mean_std("kappa")
+                writer.writerow([
+                    level, name, row.label, " ".join(map(str, row.seeds)),
+                    f"{mean:.2f}", f"{std:.2f}",
+                    "" if aa is None else f"{100 * aa[0]:.2f}",
+                    "" if kappa is None else f"{kappa[0]:.3f}",
+                ])  # fmt: skip
+            ax.errorbar(
+                [s[0] for s in stats], [s[2] for s in stats], yerr=[s[3] for s in stats],
+                marker="o", ms=4, capsize=2, label=stats[0][1].label,
+            )  # fmt: skip
+    ax.set_xlabel("tiles clouded (%)")
+    ax.set_ylabel("OA (%)")
+    ax.set_title("OA against cloud content (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out, table

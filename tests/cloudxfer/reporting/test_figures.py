@@ -13,19 +13,21 @@ from cloudxfer.reporting.figures import find_tested_runs
 from cloudxfer.runner.plan import METRICS, RECORD_FILENAME, Setting, plan, profile_path
 
 
-def _table_folder(tmp_path: Path) -> Path:
+def _table_folder(
+    tmp_path: Path, methods: tuple[str, ...] = ("target", "finetune_opt"), shift: float = 0.0
+) -> Path:
     """Run records and test metrics as the runner leaves them, for two rows and two seeds."""
     setting = Setting(
         profile=profile_path("smoke"),
         dataset="sen12ms_cloud",
         run_root=lambda seed: tmp_path / f"seed{seed}",
     )
-    for run in plan(["target", "finetune_opt"], [0, 1], setting):
+    for run in plan(list(methods), [0, 1], setting):
         run.directory.mkdir(parents=True)
         (run.directory / RECORD_FILENAME).write_text(json.dumps(run.describe()))
         if not run.method.tested:
             continue
-        base = {"target": 0.6, "finetune_opt": 0.3}.get(run.method.name, 0.5)
+        base = {"target": 0.6, "finetune_opt": 0.3}.get(run.method.name, 0.5) + shift
         metrics = {
             "oa": base, "oa_cloudy": base - 0.1 * (run.seed + 1), "oa_clear": base + 0.1,
             "n": 10, "n_cloudy": 4, "n_clear": 6,
@@ -59,3 +61,20 @@ def test_fig7_bars_and_csv_hold_mean_and_std_per_method(tmp_path: Path) -> None:
 def test_fig7_refuses_a_folder_without_tested_runs(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         plot_main(["cloudy-clear", str(tmp_path), "--out", str(tmp_path / "f.png")])
+
+
+def test_fig9_draws_oa_against_the_clouded_share_per_level(tmp_path: Path) -> None:
+    for level, shift in ((10, 0.1), (50, 0.0), (100, -0.2)):
+        _table_folder(tmp_path / f"cloud{level}", ("target", "target_noirm"), shift)
+    (tmp_path / "cloudy").mkdir()  # not a level: ignored
+    out = tmp_path / "fig9.png"
+    assert plot_main(["cloud-sweep", str(tmp_path), "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    with out.with_suffix(".csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    target = [(int(r["level"]), float(r["oa_mean"])) for r in rows if r["method"] == "target"]
+    assert [level for level, _ in target] == [10, 50, 100]
+    assert [oa for _, oa in target] == pytest.approx([70.0, 60.0, 40.0])
+    assert {r["method"] for r in rows} == {"target", "target_noirm"}  # F1, f_S left out
+    with pytest.raises(SystemExit):  # no level folders
+        plot_main(["cloud-sweep", str(tmp_path / "cloudy"), "--out", str(out)])
