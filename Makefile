@@ -62,8 +62,9 @@ table4:  ## Table IV (AID role -> Hunan-style real-cloudy set)
 		--source-role aid $(TABLE_SIZES) --data-root $(SIM_DATA)/hunan \
 		--source-root $(SIM_DATA)/source_aid
 
-fig7: table1  ## Fig. 7: OA on cloudy vs clear test tiles per Table I row (PNG + CSV)
+fig7: table1  ## Fig. 7: OA on cloudy vs clear tiles per Table I row; confusion matrices, recall
 	$(BIN)/cloudxfer plot cloudy-clear $(RESULTS)/table1 --out $(RESULTS)/fig7.png
+	$(BIN)/cloudxfer plot confusion $(RESULTS)/table1 --out $(RESULTS)/table1/confusion
 
 fig8: table1  ## Fig. 8: F2's per-modality losses with and without IRM (first of SEEDS)
 	$(BIN)/cloudxfer plot losses $(RESULTS)/table1/seed$(FIRST_SEED)/target \

@@ -93,17 +93,23 @@ def main(argv: list[str] | None = None) -> int:
     sweep = sub.add_parser("cloud-sweep", help="OA against the clouded share (Fig. 9)")
     sweep.add_argument("root", type=Path, help="folder of cloud<percent>/ table folders")
     sweep.add_argument("--out", type=Path, required=True, help="PNG to write (CSV beside it)")
+    confusion = sub.add_parser("confusion", help="confusion matrices and per-class recall")
+    confusion.add_argument("results", type=Path, help="a table's output folder (seed*/<method>/)")
+    confusion.add_argument("--out", type=Path, required=True, help="folder to write into")
     args = parser.parse_args(argv)
-    if args.what in ("cloudy-clear", "cloud-sweep"):
-        from cloudxfer.reporting.figures import cloud_sweep_figure, cloudy_clear_figure
+    if args.what != "losses":
+        from cloudxfer.reporting import figures
 
-        figure = cloudy_clear_figure if args.what == "cloudy-clear" else cloud_sweep_figure
-        source = args.results if args.what == "cloudy-clear" else args.root
         try:
-            written = figure(source, args.out)
+            if args.what == "cloudy-clear":
+                written = list(figures.cloudy_clear_figure(args.results, args.out))
+            elif args.what == "cloud-sweep":
+                written = list(figures.cloud_sweep_figure(args.root, args.out))
+            else:
+                written = figures.confusion_figures(args.results, args.out)
         except ValueError as err:
             parser.error(str(err))
-        print("wrote " + " and ".join(map(str, written)))
+        print("wrote " + ", ".join(map(str, written)))
         return 0
     labels = args.labels or [run.name for run in args.runs]
     if len(labels) != len(args.runs):

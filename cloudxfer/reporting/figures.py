@@ -7,8 +7,14 @@ without IRM against the share of clouded tiles. Mean and sample std over the see
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from cloudxfer.reporting.tables import TableRow, collect
 from cloudxfer.runner.methods import METHODS
@@ -20,6 +26,7 @@ __all__ = [
     "SWEEP_PREFIX",
     "cloud_sweep_figure",
     "cloudy_clear_figure",
+    "confusion_figures",
     "find_tested_runs",
     "plot_cloudy_clear",
     "write_cloudy_clear",
@@ -165,3 +172,63 @@ def cloud_sweep_figure(
     fig.savefig(out, dpi=150)
     plt.close(fig)
     return out, table
+
+
+def _confusion(run: Path, classes: Sequence[str]) -> Tensor:
+    """Return the run's test confusion matrix (rows true, columns predicted)."""
+    path = run / METRICS.parent / "predictions.csv"
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = [(int(r["label"]), int(r["pred"])) for r in csv.DictReader(handle)]
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the run's predictions ({err})") from None
+    rows = [(t, p) for t, p in rows if t >= 0]
+    metric = MulticlassConfusionMatrix(num_classes=len(classes))
+    if rows:
+        truth, preds = torch.tensor(rows).T
+        metric.update(preds, truth)
+    return metric.compute()
+
+
+def confusion_figures(results: Path, out: Path) -> list[Path]:
+    """Write each method's confusion matrices and the per-class recall table under ``out``.
+
+    ``confusion_<method>.png``: the test confusion matrix summed over seeds (cells: counts,
+    colour: row share); ``recall.csv``: per-class recall (%) per method, mean over seeds.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_method: dict[str, list[Path]] = {}
+    for run in find_tested_runs(results):
+        by_method.setdefault(run.name, []).append(run)
+    out.mkdir(parents=True, exist_ok=True)
+    written, recalls = [], []
+    for name, runs in by_method.items():
+        classes = list(json.loads((runs[0] / METRICS).read_text())["class_names"])
+        matrices = [_confusion(run, classes) for run in runs]
+        per_seed = [m.diagonal() / m.sum(dim=1).clamp_min(1) for m in matrices]
+        recalls.append((name, classes, torch.stack(per_seed).mean(dim=0), len(runs)))
+        total = torch.stack(matrices).sum(dim=0)
+        fig, ax = plt.subplots(figsize=(6, 5.2))
+        ax.imshow(total / total.sum(dim=1, keepdim=True).clamp_min(1), cmap="Blues", vmin=0, vmax=1)
+        for (i, j), count in np.ndenumerate(total.numpy()):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=6)
+        ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{METHODS[name].label if name in METHODS else name}: {len(runs)} seed(s)")
+        fig.tight_layout()
+        written.append(out / f"confusion_{name}.png")
+        fig.savefig(written[-1], dpi=150)
+        plt.close(fig)
+    table = out / "recall.csv"
+    with table.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "seeds", *recalls[0][1]])
+        for name, _, recall, seeds in recalls:
+            writer.writerow([name, seeds, *(f"{100 * float(v):.2f}" for v in recall)])
+    return [*written, table]

@@ -78,3 +78,24 @@ def test_fig9_draws_oa_against_the_clouded_share_per_level(tmp_path: Path) -> No
     assert {r["method"] for r in rows} == {"target", "target_noirm"}  # F1, f_S left out
     with pytest.raises(SystemExit):  # no level folders
         plot_main(["cloud-sweep", str(tmp_path / "cloudy"), "--out", str(out)])
+
+
+def test_confusion_matrices_and_per_class_recall_from_predictions(tmp_path: Path) -> None:
+    results = _table_folder(tmp_path / "table1", ("finetune_opt",))
+    classes = ["a", "b", "c"]
+    # seed 0: class a all right, b half right; seed 1: a half right, b all right; c absent
+    predictions = {0: [(0, 0), (0, 0), (1, 1), (1, 0)], 1: [(0, 0), (0, 2), (1, 1), (1, 1)]}
+    for run in find_tested_runs(results):
+        metrics = json.loads((run / METRICS).read_text())
+        (run / METRICS).write_text(json.dumps({**metrics, "class_names": classes}))
+        seed = int(run.parent.name.removeprefix("seed"))
+        lines = ["id,label,pred"] + [f"t{i},{t},{p}" for i, (t, p) in enumerate(predictions[seed])]
+        (run / METRICS.parent / "predictions.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "figures"
+    assert plot_main(["confusion", str(results), "--out", str(out)]) == 0
+    assert (out / "confusion_finetune_opt.png").stat().st_size > 1000
+    with (out / "recall.csv").open() as handle:
+        rows = {row["method"]: row for row in csv.DictReader(handle)}
+    row = rows["finetune_opt"]
+    assert row["seeds"] == "2"
+    assert [float(row[c]) for c in classes] == pytest.approx([75.0, 75.0, 0.0])
