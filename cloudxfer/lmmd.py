@@ -9,9 +9,11 @@ with a sum of Gaussian kernels whose bandwidths sit around the batch's mean squa
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 from torch import Tensor
 
-__all__ = ["class_weights", "gaussian_kernels", "lmmd", "lmmd_ramp"]
+__all__ = ["class_weights", "gaussian_kernels", "lmmd", "lmmd_over_ranks", "lmmd_ramp"]
 
 
 def gaussian_kernels(
@@ -88,6 +90,38 @@ def lmmd(
         - 2 * (ws.T @ k_st @ wt).diagonal().sum()
     )
     return total / classes.numel()
+
+
+def lmmd_over_ranks(
+    source: Tensor,
+    target: Tensor,
+    source_labels: Tensor,
+    target_probabilities: Tensor,
+    kernel_mul: float = 2.0,
+    kernel_num: int = 5,
+) -> Tensor:
+    """LMMD over the global batch of every DDP process (plain :func:`lmmd` on one process).
+
+    Every process gathers all processes' features (with gradients: the gather's backward
+    sums each process's gradient into the features it holds) and computes the same global
+    value, so DDP's gradient average equals one process's gradient over the global batch.
+    The processes' batches must have equal sizes, as a distributed sampler gives them.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return lmmd(source, target, source_labels, target_probabilities, kernel_mul, kernel_num)
+    world = dist.get_world_size()
+    labels = [torch.empty_like(source_labels) for _ in range(world)]
+    dist.all_gather(labels, source_labels.contiguous())
+    probabilities = [torch.empty_like(target_probabilities) for _ in range(world)]
+    dist.all_gather(probabilities, target_probabilities.detach().contiguous())
+    return lmmd(
+        torch.cat(dist_fn.all_gather(source.contiguous())),
+        torch.cat(dist_fn.all_gather(target.contiguous())),
+        torch.cat(labels),
+        torch.cat(probabilities),
+        kernel_mul,
+        kernel_num,
+    )
 
 
 def lmmd_ramp(progress: float, gamma: float = 10.0) -> float:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from cloudxfer.checkpoints import CheckpointError, load_frozen_model
-from cloudxfer.lmmd import lmmd, lmmd_ramp
+from cloudxfer.lmmd import lmmd, lmmd_over_ranks, lmmd_ramp
 from cloudxfer.losses import label_loss
 from cloudxfer.models import SceneClassifier
 from cloudxfer.stages.base import Batch, StageModule
@@ -116,7 +116,10 @@ class SubdomainAdaptation(StageModule):
             return zero, {"loss/supervised": zero.detach(), "loss/lmmd": zero.detach()}
         source_features = model.encoder(source_images)
         supervised, accuracy = label_loss(model.head(source_features), labels)
-        alignment = lmmd(
+        # Training aligns the global batch of all DDP processes (equal batch sizes there); a
+        # held-out batch's labelled share differs per process, so it is scored locally.
+        align = lmmd_over_ranks if self.training else lmmd
+        alignment = align(
             source_features.float(),
             target_features.float(),
             labels,

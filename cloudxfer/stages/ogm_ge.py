@@ -89,9 +89,14 @@ class OgmGeFusion(LateFusionDistillation):
         coefficients = modulation_coefficients(scores, hp["alpha"])
         model = self.model
         assert isinstance(model, LateFusionClassifier)
+        # GE's noise from a generator every DDP process seeds alike (the run's seed and the
+        # step): the gradients are already synchronised here, so different noise per process
+        # would drift the replicas apart.
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(torch.initial_seed() + self.global_step)
         for key, k in coefficients.items():
             if k < 1.0:
-                modulate(model.encoders[key], k, hp["gaussian_enhancement"])
+                modulate(model.encoders[key], k, hp["gaussian_enhancement"], generator)
         self.log_dict(
             {f"ogm/k_{key.removeprefix('image_')}": k for key, k in coefficients.items()},
             on_step=True,
@@ -99,11 +104,18 @@ class OgmGeFusion(LateFusionDistillation):
         )
 
 
-def modulate(encoder: torch.nn.Module, k: float, enhance: bool) -> None:
+def modulate(
+    encoder: torch.nn.Module, k: float, enhance: bool, generator: torch.Generator | None = None
+) -> None:
     """Set grad to k * grad (+ N(0, std(grad)) with GE) for every conv weight of ``encoder``."""
     for param in encoder.parameters():
         grad = param.grad
         if grad is None or grad.dim() != 4:
             continue
-        noise = torch.randn_like(grad) * (grad.std() + 1e-8) if enhance else 0.0
-        param.grad = grad * k + noise
+        if enhance:
+            noise = torch.randn(
+                grad.shape, generator=generator, device=grad.device, dtype=grad.dtype
+            )
+            param.grad = grad * k + noise * (grad.std() + 1e-8)
+        else:
+            param.grad = grad * k

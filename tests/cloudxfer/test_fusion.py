@@ -72,7 +72,9 @@ def test_ogm_ge_touches_only_the_dominant_encoders_conv_gradients(enhance: bool)
     )  # fmt: skip
     stage.teacher_outputs = lambda batch: {"source": teacher}  # type: ignore[method-assign]
     stage._trainer = SimpleNamespace(  # type: ignore[assignment]
-        strategy=SimpleNamespace(reduce=lambda value, reduce_op: value), current_epoch=0
+        strategy=SimpleNamespace(reduce=lambda value, reduce_op: value),
+        current_epoch=0,
+        global_step=0,
     )
     logged: dict[str, float] = {}
     stage.log_dict = lambda values, **_: logged.update(values)  # type: ignore[method-assign]
@@ -96,3 +98,28 @@ def test_ogm_ge_touches_only_the_dominant_encoders_conv_gradients(enhance: bool)
         assert grad is not None and grad.dim() == 4  # conv weights only
         if not enhance:
             assert torch.allclose(grad, before[name] * k)
+
+
+def test_ogm_ge_noise_is_the_same_on_every_process() -> None:
+    """GE's noise follows the run's seed and the step, not a process's own random state."""
+    teacher = torch.tensor([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0], [5.0, 0, 0]])
+    grads = []
+    for draws in (0, 3):  # two "processes" whose global random streams have diverged
+        torch.manual_seed(0)
+        stage = OgmGeFusion(
+            teacher="unused.ckpt", backbone="resnet10", class_names=CLASSES, alpha=0.5
+        )
+        stage.teacher_outputs = lambda batch: {"source": teacher}  # type: ignore[method-assign]
+        stage._trainer = SimpleNamespace(  # type: ignore[assignment]
+            strategy=SimpleNamespace(reduce=lambda value, reduce_op: value),
+            current_epoch=0,
+            global_step=7,
+        )
+        stage.log_dict = lambda values, **_: None  # type: ignore[method-assign]
+        loss, _ = stage.compute_loss(_batch([0, 1, 2, 2]))
+        loss.backward()
+        torch.rand(draws)
+        stage.on_before_optimizer_step(torch.optim.SGD(stage.parameters(), lr=0.1))
+        grads.append({n: p.grad.clone() for n, p in stage.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])

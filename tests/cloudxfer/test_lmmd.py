@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
+from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-from cloudxfer.lmmd import class_weights, gaussian_kernels, lmmd, lmmd_ramp
+from cloudxfer.lmmd import class_weights, gaussian_kernels, lmmd, lmmd_over_ranks, lmmd_ramp
 
 
 def _kernel(a: torch.Tensor, b: torch.Tensor, bandwidth: float, mul: float, num: int) -> float:
@@ -78,3 +83,57 @@ def test_ramp_goes_from_zero_to_nearly_one() -> None:
     assert lmmd_ramp(0.0) == 0.0
     assert lmmd_ramp(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
     assert 0.999 < lmmd_ramp(1.0) < 1.0 and lmmd_ramp(2.0) == lmmd_ramp(1.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker(rank: int, world: int, port: int, data: dict[str, torch.Tensor], out: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+
+        def shard(t: torch.Tensor) -> torch.Tensor:
+            n = t.shape[0] // world
+            return t[rank * n : (rank + 1) * n]
+
+        source = shard(data["source"]).clone().requires_grad_(True)
+        target = shard(data["target"]).clone().requires_grad_(True)
+        loss = lmmd_over_ranks(source, target, shard(data["labels"]), shard(data["probs"]))
+        loss.backward()
+        result = {"loss": loss.detach(), "source": source.grad, "target": target.grad}
+        torch.save(result, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_lmmd_is_the_global_batch_value_and_gradient(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    data = {
+        "source": torch.randn(8, 4, generator=generator),
+        "target": torch.randn(8, 4, generator=generator) + 0.5,
+        "labels": torch.tensor([0, 1, 2, 0, 1, 1, 2, 0]),
+        "probs": torch.softmax(torch.randn(8, 3, generator=generator), dim=1),
+    }
+    source = data["source"].clone().requires_grad_(True)
+    target = data["target"].clone().requires_grad_(True)
+    reference = lmmd(source, target, data["labels"], data["probs"])
+    reference.backward()
+    assert source.grad is not None and target.grad is not None
+    half = lmmd(data["source"][:4], data["target"][:4], data["labels"][:4], data["probs"][:4])
+    assert not torch.isclose(half, reference)  # a process's own batch alone differs
+    mp.start_processes(
+        _worker, args=(2, _free_port(), data, str(tmp_path)), nprocs=2, start_method="spawn"
+    )
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        torch.testing.assert_close(result["loss"], reference.detach())
+        # DDP averages the processes' parameter gradients: each holds 2x its share, so the
+        # average is the global batch's gradient.
+        rows = slice(4 * rank, 4 * rank + 4)
+        torch.testing.assert_close(result["source"] / 2, source.grad[rows])
+        torch.testing.assert_close(result["target"] / 2, target.grad[rows])
