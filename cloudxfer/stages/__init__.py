@@ -1,4 +1,4 @@
-"""One LightningModule per stage: source (0), F1, F2, and the rows SL, TLF, OGM-GE, DSAN."""
+"""One LightningModule per stage: source (0), F1, F2, and the rows SL, TLF, OGM-GE, DSAN, TTL."""
 
 from cloudxfer.stages.auxiliary import AuxiliaryDistillation
 from cloudxfer.stages.base import StageModule
@@ -8,6 +8,7 @@ from cloudxfer.stages.ogm_ge import OgmGeFusion
 from cloudxfer.stages.source import SourceClassification
 from cloudxfer.stages.supervised import SupervisedClassification
 from cloudxfer.stages.target import TargetDistillation
+from cloudxfer.stages.ttl import TransitiveTransfer
 
 __all__ = [
     "AuxiliaryDistillation",
@@ -18,4 +19,5 @@ __all__ = [
     "SubdomainAdaptation",
     "SupervisedClassification",
     "TargetDistillation",
+    "TransitiveTransfer",
 ]

@@ -16,11 +16,11 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
-from cloudxfer.checkpoints import CheckpointError, load_frozen_model
 from cloudxfer.lmmd import lmmd, lmmd_over_ranks, lmmd_ramp
 from cloudxfer.losses import label_loss
 from cloudxfer.models import SceneClassifier
 from cloudxfer.stages.base import Batch, StageModule
+from cloudxfer.stages.source import start_from_f_s
 
 __all__ = ["SubdomainAdaptation"]
 
@@ -71,18 +71,9 @@ class SubdomainAdaptation(StageModule):
         """Copy f_S's encoder and head in before training (test/predict do not need f_S)."""
         if stage != "fit" or self._initialised:
             return
-        path = str(self.hparams["init_from"])
-        source, meta = load_frozen_model(
-            path, stages={"source_finetune"}, modality="opt", methods={"source_finetune"}
-        )
-        if meta["model"]["backbone"] != self.hparams["backbone"]:
-            raise CheckpointError(
-                f"{path}: backbone {meta['model']['backbone']!r} differs from this run's "
-                f"{self.hparams['backbone']!r}"
-            )
-        if list(meta["class_names"]) != self.class_names:
-            raise CheckpointError(f"{path}: classes {meta['class_names']} differ from the data's")
-        self.model.load_state_dict(cast(SceneClassifier, source).state_dict())
+        model = cast(SceneClassifier, self.model)
+        hp = self.hparams
+        start_from_f_s(model, str(hp["init_from"]), str(hp["backbone"]), self.class_names)
         self._initialised = True
 
     def batch_size_of(self, batch: Batch) -> int:

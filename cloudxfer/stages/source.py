@@ -18,7 +18,31 @@ from cloudxfer.models import SceneClassifier
 from cloudxfer.stages.auxiliary import MODALITY_INPUTS
 from cloudxfer.stages.base import StageModule
 
-__all__ = ["SourceClassification"]
+__all__ = ["SourceClassification", "start_from_f_s"]
+
+
+def start_from_f_s(
+    model: SceneClassifier, path: str, backbone: str, class_names: list[str]
+) -> None:
+    """Copy f_S's encoder and head (the target classes) into ``model`` (any single input).
+
+    For rows that start from the source model and adapt it to another input (DSAN, TTL):
+    both modalities have 3 channels, so f_S's optical weights fit a SAR network too.
+
+    Raises:
+        CheckpointError: ``path`` is not f_S, or its backbone or classes differ.
+
+    """
+    source, meta = load_frozen_model(
+        path, stages={"source_finetune"}, modality="opt", methods={"source_finetune"}
+    )
+    if meta["model"]["backbone"] != backbone:
+        raise CheckpointError(
+            f"{path}: backbone {meta['model']['backbone']!r} differs from this run's {backbone!r}"
+        )
+    if list(meta["class_names"]) != list(class_names):
+        raise CheckpointError(f"{path}: classes {meta['class_names']} differ from the data's")
+    model.load_state_dict(cast(SceneClassifier, source).state_dict())
 
 
 class SourceClassification(StageModule):

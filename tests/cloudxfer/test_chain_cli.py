@@ -350,6 +350,7 @@ def test_report_prints_metrics_and_diagnostics(
         ("tlf", "teacher_opt", "from stage 'fusion'"),
         ("ogm_ge", "teacher_sar", "from stage 'fusion'"),
         ("dsan", "teacher_sar", "from stage 'dsan'"),
+        ("ttl", "teacher_sar", "from stage 'ttl'"),
     ],
 )
 def test_comparison_rows_fit_test_and_never_serve_as_teachers(
@@ -368,6 +369,10 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
         (epoch,) = json.loads((tmp_path / "training.json").read_text())["epochs"]
         assert epoch["train"]["loss/lmmd"] > 0.0 and 0.0 < epoch["train"]["lmmd/weight"] < 1.0
         assert math.isfinite(epoch["val"]["loss"])
+    if row == "ttl":  # scored on SAR; its first epoch trains on the optical end of the bridge
+        assert meta["modality"] == "sar" and metrics["modality"] == "sar"
+        (epoch,) = json.loads((tmp_path / "training.json").read_text())["epochs"]
+        assert epoch["train"]["ttl/sar_share"] == 0.0
     if row.startswith("finetune"):  # the encoder stayed f_pre's: only the head was trained
         pre = torch.load(chain_run / "runs" / "source_pretrain" / "checkpoints" / "best.ckpt",
                          weights_only=False)["state_dict"]  # fmt: skip
