@@ -13,10 +13,18 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from cloudxfer.metrics import write_predictions_csv
 from cloudxfer.stages.base import gather_rows
 
-__all__ = ["BEST_CHECKPOINT", "BestCheckpoint", "PredictionCSVWriter", "RunFiles"]
+__all__ = [
+    "BEST_CHECKPOINT",
+    "LAST_CHECKPOINT",
+    "BestCheckpoint",
+    "PredictionCSVWriter",
+    "RunFiles",
+]
 
 BEST_CHECKPOINT = "best"
 """File stem of a fit's result: the weights of its lowest held-out loss (``best.ckpt``)."""
+LAST_CHECKPOINT = "last"
+"""File stem of a fit's newest checkpoint, refreshed every epoch (``last.ckpt``: resume)."""
 
 
 def _log_dir(trainer: pl.Trainer) -> Path:
@@ -49,13 +57,14 @@ class BestCheckpoint(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Copy ``last.ckpt`` to ``best.ckpt`` where no held-out loss chose one (rank 0)."""
-        savers = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-        last = next((Path(c.last_model_path) for c in savers if c.last_model_path), None)
-        if last is None:
-            return
-        best = last.with_name(f"{BEST_CHECKPOINT}{ModelCheckpoint.FILE_EXTENSION}")
-        if trainer.is_global_zero and not best.is_file() and last.is_file():
-            shutil.copyfile(last, best)
+        folders = {
+            c.dirpath for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)
+        }
+        for folder in sorted(f for f in folders if f):
+            last = Path(folder) / f"{LAST_CHECKPOINT}{ModelCheckpoint.FILE_EXTENSION}"
+            best = last.with_name(f"{BEST_CHECKPOINT}{ModelCheckpoint.FILE_EXTENSION}")
+            if trainer.is_global_zero and not best.is_file() and last.is_file():
+                shutil.copyfile(last, best)
         trainer.strategy.barrier()
 
 

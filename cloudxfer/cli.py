@@ -23,7 +23,13 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
-from cloudxfer.callbacks import BEST_CHECKPOINT, BestCheckpoint, PredictionCSVWriter, RunFiles
+from cloudxfer.callbacks import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    BestCheckpoint,
+    PredictionCSVWriter,
+    RunFiles,
+)
 from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metadata
 from cloudxfer.runtime import configure_threads
 from datamodules.errors import DataError
@@ -113,9 +119,19 @@ class CloudxferCLI(LightningCLI):
             "interpolate it; DSAN)",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        # This checkpoint callback keeps last.ckpt (where an interrupted fit resumes); the
-        # trainer also gets best.ckpt's (see instantiate_trainer).
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        # This checkpoint callback refreshes last.ckpt at every validation (every epoch; add
+        # --checkpoint.every_n_train_steps N for long epochs), so an interrupted fit resumes
+        # there: the newest checkpoint under the name "last", overwritten in place. (Its
+        # save_last option would write last.ckpt only when another checkpoint is written.)
+        # The trainer also gets best.ckpt's callback (see instantiate_trainer).
+        parser.set_defaults(
+            {
+                "checkpoint.filename": LAST_CHECKPOINT,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.save_last": False,
+                "checkpoint.enable_version_counter": False,
+            }
+        )
         parser.link_arguments(
             "data.class_names", "model.init_args.class_names", apply_on="instantiate"
         )

@@ -6,10 +6,12 @@ import csv
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -35,7 +37,10 @@ CLASSES = [
 
 
 def cloudxfer(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
+    # this folder on the path: a run may load a test's callback (``KillAtEpoch``) by name
+    paths = (str(Path(__file__).parent), os.environ.get("PYTHONPATH"))
+    path = os.pathsep.join(p for p in paths if p)
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
     result = subprocess.run(
         [sys.executable, "-m", "cloudxfer", *args],
         capture_output=True,
@@ -445,3 +450,35 @@ def test_a_fit_without_held_out_tiles_leaves_its_last_epoch_as_result(
     assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
     record = json.loads((tmp_path / "training.json").read_text())
     assert record["convergence"]["best_epoch"] is None and not record["convergence"]["met"]
+
+
+class KillAtEpoch(pl.Callback):
+    """Kill the process (SIGKILL: no cleanup, no final checkpoint) when ``epoch`` starts."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_fit_killed_mid_stage_resumes_from_its_last_epoch(
+    chain_run: Path, tmp_path: Path
+) -> None:
+    killer = {"class_path": f"{__name__}.KillAtEpoch", "init_args": {"epoch": 2}}
+    args = [
+        *_stage_args(chain_run, "aux_sar"),
+        "--trainer.max_epochs=3",
+        "--trainer.limit_train_batches=2",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    killed = cloudxfer("fit", *args, f"--trainer.callbacks+={json.dumps(killer)}", check=False)
+    assert killed.returncode == -signal.SIGKILL
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 4  # two finished epochs
+    cloudxfer("fit", *args, f"--ckpt_path={last}")
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert [epoch["epoch"] for epoch in record["epochs"]] == [0, 1, 2]  # continued, not restarted
+    assert torch.load(last, weights_only=False)["global_step"] == 6
