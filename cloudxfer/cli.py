@@ -34,7 +34,7 @@ from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metad
 from cloudxfer.runtime import configure_threads
 from datamodules.errors import DataError
 
-__all__ = ["CloudxferCLI", "Profile", "WandbOptions", "main"]
+__all__ = ["COMMANDS", "CloudxferCLI", "Profile", "WandbOptions", "main", "usage"]
 
 
 @dataclass
@@ -304,9 +304,36 @@ EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
 }
 
 
+COMMANDS: dict[str, str] = {
+    "fit": "train one stage (Lightning CLI: --config PROFILE.yaml --config STAGE.yaml)",
+    "validate": "score a checkpoint with the stage's loss on its held-out tiles",
+    "test": "score a checkpoint on the test split (test/metrics.json, predictions.csv)",
+    "predict": "write predictions.csv for the datamodule's predict_subset",
+    "synth": "write simulated data: target pairs (SEN12MS or Hunan layout), source scenes",
+    "chain": "run the whole method on one seed and print its table (make demo)",
+    "run": "run registered methods over seeds, or a paper table (make table1..4)",
+    "plot": "figures: losses (Fig. 8), cloudy-clear (Fig. 7), cloud-sweep (Fig. 9), confusion",
+    "report": "print runs' test metrics beside their training diagnostics",
+}
+"""Every subcommand with its one-line summary (``cloudxfer --help``)."""
+
+
+def usage() -> str:
+    """Return the top-level help: every subcommand, one line each."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]
+    return (
+        "usage: cloudxfer COMMAND [options]\n\ncommands:\n" + "\n".join(lines)
+        + "\n\n`cloudxfer COMMAND --help` lists a command's options."
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cloudxfer`` console script."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
     try:
         if args and args[0] in EXTRA_COMMANDS:
             return EXTRA_COMMANDS[args[0]](args[1:])
