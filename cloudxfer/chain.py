@@ -24,6 +24,7 @@ from cloudxfer.runner.cli import (
     setting_from,
 )
 from cloudxfer.runner.plan import PlannedRun, plan
+from datamodules.runfiles import atomic_write_text
 
 __all__ = ["CHAIN_METHODS", "convergence_lines", "main"]
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     criterion = f"Convergence ({CONVERGENCE_TEXT}):"
     table = format_markdown(rows) + "\n\n" + criterion + "\n" + "\n".join(convergence_lines(runs))
-    (out / "results.md").write_text(table + "\n")
+    atomic_write_text(out / "results.md", table + "\n")
     from cloudxfer.reporting.curves import plot_loss_curves
 
     targets = [run for run in runs if run.method.name in CHAIN_METHODS]

@@ -9,7 +9,6 @@ unknown (NaN) cloud fraction count only in the overall figures.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,6 +22,8 @@ from torchmetrics.classification import (
     MulticlassCohenKappa,
     MulticlassStatScores,
 )
+
+from datamodules.runfiles import atomic_open, write_json
 
 SUBSETS: tuple[str, ...] = ("", "_cloudy", "_clear")
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -145,7 +146,7 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, float], **extra: 
         if isinstance(payload.get(key), float):
             payload[key] = int(payload[key])
     payload.update(extra)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    write_json(path, payload)
     return path
 
 
@@ -160,7 +161,7 @@ def write_predictions_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -
     unique: dict[str, Mapping[str, Any]] = {}
     for row in rows:
         unique.setdefault(str(row["id"]), row)
-    with path.open("w", newline="") as handle:
+    with atomic_open(path) as handle:
         writer = csv.DictWriter(handle, fieldnames=list(PREDICTION_COLUMNS), extrasaction="ignore")
         writer.writeheader()
         for key in sorted(unique):

@@ -74,7 +74,9 @@ def plot_loss_curves(runs: list[Path], labels: list[str], out: Path) -> Path:
     axes[0][0].set_ylabel("distillation loss (epoch mean)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
+    from cloudxfer.reporting.figures import save_png
+
+    save_png(fig, out)
     plt.close(fig)
     return out
 

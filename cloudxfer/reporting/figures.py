@@ -10,6 +10,7 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from cloudxfer.reporting.tables import TableRow, collect
 from cloudxfer.runner.methods import METHODS
 from cloudxfer.runner.plan import METRICS, RECORD_FILENAME
+from datamodules.runfiles import atomic_open
 
 __all__ = [
     "CLOUDY_CLEAR_COLUMNS",
@@ -29,6 +31,7 @@ __all__ = [
     "confusion_figures",
     "find_tested_runs",
     "plot_cloudy_clear",
+    "save_png",
     "write_cloudy_clear",
 ]
 
@@ -42,6 +45,13 @@ CLOUDY_CLEAR_COLUMNS = (
     "oa_cloudy_mean", "oa_cloudy_std", "oa_clear_mean", "oa_clear_std", "n_cloudy", "n_clear",
 )  # fmt: skip
 """Columns of the Fig. 7 CSV (OA in %)."""
+
+
+def save_png(fig: Any, out: Path, dpi: int = 150) -> Path:
+    """Save a matplotlib figure as PNG atomically (a crash leaves the old file or none)."""
+    with atomic_open(out, binary=True) as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
+    return out
 
 
 def find_tested_runs(results: Path) -> list[Path]:
@@ -66,7 +76,7 @@ def _percent(row: TableRow, key: str) -> tuple[float, float] | tuple[None, None]
 def write_cloudy_clear(rows: Sequence[TableRow], out: Path) -> Path:
     """Write the Fig. 7 CSV: per method, OA on cloudy and on clear tiles (mean, std, %)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(out) as handle:
         writer = csv.writer(handle)
         writer.writerow(CLOUDY_CLEAR_COLUMNS)
         for row in rows:
@@ -104,7 +114,7 @@ def plot_cloudy_clear(rows: Sequence[TableRow], out: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
+    save_png(fig, out)
     plt.close(fig)
     return out
 
@@ -144,7 +154,7 @@ def cloud_sweep_figure(
     out.parent.mkdir(parents=True, exist_ok=True)
     table = out.with_suffix(".csv")
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    with table.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(table) as handle:
         writer = csv.writer(handle)
         writer.writerow(SWEEP_COLUMNS)
         for name, points in series.items():
@@ -169,7 +179,7 @@ def cloud_sweep_figure(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out, dpi=150)
+    save_png(fig, out)
     plt.close(fig)
     return out, table
 
@@ -223,10 +233,10 @@ def confusion_figures(results: Path, out: Path) -> list[Path]:
         ax.set_title(f"{METHODS[name].label if name in METHODS else name}: {len(runs)} seed(s)")
         fig.tight_layout()
         written.append(out / f"confusion_{name}.png")
-        fig.savefig(written[-1], dpi=150)
+        save_png(fig, written[-1])
         plt.close(fig)
     table = out / "recall.csv"
-    with table.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(table) as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "seeds", *recalls[0][1]])
         for name, _, recall, seeds in recalls:

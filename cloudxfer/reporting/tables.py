@@ -17,6 +17,7 @@ from typing import Any
 
 from cloudxfer.runner.methods import PaperRow, method
 from cloudxfer.runner.plan import METRICS, RECORD_FILENAME
+from datamodules.runfiles import atomic_open
 
 __all__ = ["TableRow", "collect", "format_markdown", "format_paper_table", "write_csv"]
 
@@ -173,7 +174,7 @@ def write_csv(
     """Write one line per row: mean and std of every column (fractions), seeds, paper numbers."""
     path.parent.mkdir(parents=True, exist_ok=True)
     by_method = {row.method: row for row in rows}
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         writer = csv.writer(handle)
         titles = [t for title, _, _ in COLUMNS for t in (title, f"{title} std")]
         writer.writerow(["group", "label", "method", *titles, "n_seeds", "seeds",

@@ -26,6 +26,7 @@ from cloudxfer.runner.executor import RunnerError, execute
 from cloudxfer.runner.methods import METHODS, TABLE_SETTINGS, TABLES
 from cloudxfer.runner.plan import EXPERIMENTS, PlannedRun, Setting, plan, profile_path
 from cloudxfer.runtime import available_cores
+from datamodules.runfiles import atomic_write_text
 
 __all__ = [
     "add_setting_arguments",
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: {' '.join(setting.overrides[:2])}; simulator seed {args.seed} (if simulated)",
         f"Seeds: {' '.join(map(str, args.seeds))}",
     ])  # fmt: skip
-    (out / "table.md").write_text(f"{header}\n\n{table}\n", encoding="utf-8")
+    atomic_write_text(out / "table.md", f"{header}\n\n{table}\n")
     print("\n" + table)
     print(f"\nwrote {out / 'table.md'} and {out / 'table.csv'}")
     print(f"Wall time: {time.perf_counter() - start:.0f} s")

@@ -9,18 +9,17 @@ runs side by side, one GPU each where there are enough.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from pathlib import Path
 from typing import Any
 
 from cloudxfer.checkpoints import CheckpointError, read_metadata
 from cloudxfer.reporting.report import read_record
 from cloudxfer.runner.plan import METRICS, RECORD_FILENAME, PlannedRun
+from datamodules.runfiles import write_json
 
 __all__ = [
     "DONE_FILENAME",
@@ -34,13 +33,6 @@ DONE_FILENAME = "stage_done.json"
 
 class RunnerError(RuntimeError):
     """A run cannot start or failed; the message names the run and its folder."""
-
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def fit_complete(run: PlannedRun) -> bool:
@@ -67,7 +59,7 @@ def _claim(run: PlannedRun) -> None:
             f"{run.directory}: holds run {record.get('id')} of another configuration "
             f"(this one is {run.run_id}); remove the folder or choose another output folder"
         )
-    _write_json(run.directory / RECORD_FILENAME, run.describe())
+    write_json(run.directory / RECORD_FILENAME, run.describe())
 
 
 def _call(run: PlannedRun, args: list[str], env: dict[str, str] | None) -> None:
@@ -107,7 +99,7 @@ def run_one(
         last = run.resume_checkpoint
         resume = [f"--ckpt_path={last}"] if last.is_file() else []
         _call(run, [*run.command("fit"), *resume], env)
-        _write_json(
+        write_json(
             run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}
         )
     if not run.method.tested:
