@@ -27,7 +27,9 @@ __all__ = [
     "profile_path",
 ]
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments").resolve()
+"""The configs: ``experiments/`` of the source tree (``cloudxfer/experiments`` links to it),
+or the copy an installed package carries."""
 STAGE_DATASET = "sen12ms_cloud"
 """The data set folder holding the stage configs; another data set folder holds its own
 ``data.yaml`` (passed as ``--data`` after the stage config) and only the stage configs it
