@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Callable
@@ -98,6 +99,10 @@ class WandbOptions:
     """Free labels (the runner sets ``seed<k>`` and the method name)."""
 
 
+class RunFolderError(RuntimeError):
+    """A fit would mix with an earlier fit's files in its run folder."""
+
+
 class CloudxferCLI(LightningCLI):
     """LightningCLI with profiles, datamodule->model links, run files and stage checks."""
 
@@ -110,6 +115,12 @@ class CloudxferCLI(LightningCLI):
             type=Literal["labelled", "unlabelled", "train"],
             default="unlabelled",
             help="part of the target train split a stage trains on (data configs interpolate it)",
+        )
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="fit into a run folder that already holds checkpoints, deleting them first",
         )
         parser.add_argument(
             "--labelled_stream",
@@ -145,6 +156,29 @@ class CloudxferCLI(LightningCLI):
         profile = config.get("profile") if config is not None else None
         if profile is not None:
             configure_threads(profile.get("threads"), int(profile.get("num_workers") or 0))
+        if self.subcommand == "fit" and config is not None:
+            self._claim_run_folder(config)
+
+    def _claim_run_folder(self, config: Any) -> None:
+        """Refuse to fit over another fit's checkpoints unless resuming or told to overwrite.
+
+        Otherwise the new fit's checkpoints would mix with the old ones (a stale ``best.ckpt``
+        could outlive it); ``--overwrite`` deletes the old ``checkpoints/`` first.
+        """
+        if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
+            return  # DDP relaunches this command per process: the first one decided
+        folder = self._log_dir() / "checkpoints"
+        old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+        if not old or config.get("ckpt_path"):
+            return
+        if not config.get("overwrite"):
+            raise RunFolderError(
+                f"{folder.parent}: holds the checkpoints of an earlier fit "
+                f"({', '.join(p.name for p in old)}); resume it with --ckpt_path "
+                f"{folder / (LAST_CHECKPOINT + '.ckpt')}, start again with --overwrite true, "
+                "or choose another --trainer.default_root_dir"
+            )
+        shutil.rmtree(folder)
 
     def _log_dir(self) -> Path:
         root = Path(self._get(self.config, "trainer.default_root_dir") or "runs/default")
@@ -339,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXTRA_COMMANDS[args[0]](args[1:])
         # LightningCLI reads sys.argv itself when given no args (DDP launchers re-run it).
         return run_lightning(None if argv is None else args)
-    except (CheckpointError, DataError) as err:
+    except (CheckpointError, DataError, RunFolderError) as err:
         # Bad input is the user's to fix: one line naming the file, not a traceback.
         print(f"cloudxfer: error: {err}", file=sys.stderr)
         return 2

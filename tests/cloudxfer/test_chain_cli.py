@@ -482,3 +482,23 @@ def test_a_fit_killed_mid_stage_resumes_from_its_last_epoch(
     record = json.loads((tmp_path / "training.json").read_text())
     assert [epoch["epoch"] for epoch in record["epochs"]] == [0, 1, 2]  # continued, not restarted
     assert torch.load(last, weights_only=False)["global_step"] == 6
+
+
+@pytest.mark.slow
+def test_a_fit_over_an_earlier_fit_is_refused_unless_resuming_or_overwriting(
+    chain_run: Path, tmp_path: Path
+) -> None:
+    args = [
+        *_stage_args(chain_run, "aux_sar"),
+        "--trainer.limit_train_batches=1",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    cloudxfer("fit", *args)
+    stale = tmp_path / "checkpoints" / "stale.ckpt"
+    stale.write_bytes(b"an older fit's file")
+    refused = cloudxfer("fit", *args, check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--ckpt_path" in refused.stderr and "--overwrite" in refused.stderr
+    assert stale.is_file()  # nothing touched
+    cloudxfer("fit", *args, "--overwrite=true")
+    assert not stale.exists() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
