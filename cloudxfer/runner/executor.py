@@ -96,8 +96,10 @@ def run_one(
     if not reused:
         (run.directory / DONE_FILENAME).unlink(missing_ok=True)
         metrics_path.unlink(missing_ok=True)  # a new fit makes the old scores stale
+        # The folder is this run's (claimed by its id): resume its last epoch, or start
+        # again over whatever a fit killed before its first epoch left.
         last = run.resume_checkpoint
-        resume = [f"--ckpt_path={last}"] if last.is_file() else []
+        resume = [f"--ckpt_path={last}"] if last.is_file() else ["--overwrite=true"]
         _call(run, [*run.command("fit"), *resume], env)
         write_json(
             run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}

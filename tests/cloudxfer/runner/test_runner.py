@@ -119,6 +119,8 @@ def test_execute_runs_in_order_then_reuses_and_resumes(
     lines: list[str] = []
     results = execute(runs, log=lines.append)
     assert [_folder(c).name for c in calls if c[3] == "fit"] == [r.method.name for r in runs]
+    # a first fit starts afresh in its own (claimed) folder
+    assert all(c[-1] == "--overwrite=true" for c in calls if c[3] == "fit")
     assert results[("target", 0)] == pytest.approx(
         {"oa": 0.5, "aa": 0.4, "kappa": 0.3, "n": 10, "n_cloudy": 4, "n_clear": 6}
     )
