@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     parser.add_argument("--no-compare", action="store_true", help="skip the no-IRM F2 run")
     add_setting_arguments(parser)
-    parser.add_argument("overrides", nargs="*", help="extra CLI overrides, e.g. --trainer.x=y")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="extra CLI overrides for every run (--trainer.x=y) or one method's (--stage.sl.x=y)",
+    )
     args, unknown = parser.parse_known_args(argv)
     start = time.perf_counter()
     out: Path = args.out.resolve()

@@ -85,6 +85,10 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     return data_root, source_root
 
 
+STAGE_PREFIX = "--stage."
+"""``--stage.<method>.<key>=<value>``: an override for one method's runs alone."""
+
+
 def setting_from(
     args: argparse.Namespace, parser: argparse.ArgumentParser, out: Path, overrides: list[str]
 ) -> Setting:
@@ -93,6 +97,18 @@ def setting_from(
     for path in (profile, EXPERIMENTS / args.dataset):
         if not path.exists():
             parser.error(f"{path}: not found")
+    common, per_stage = [], []
+    for arg in overrides:
+        if not arg.startswith(STAGE_PREFIX):
+            common.append(arg)
+            continue
+        name, _, rest = arg.removeprefix(STAGE_PREFIX).partition(".")
+        if name not in METHODS or not rest:
+            parser.error(
+                f"{arg}: give --stage.<method>.<key>=<value> with a registered method "
+                f"({', '.join(METHODS)})"
+            )
+        per_stage.append((name, f"--{rest}"))
     data_root, source_root = prepare_data(args, out)
     return Setting(
         profile=profile,
@@ -100,8 +116,9 @@ def setting_from(
         overrides=(
             f"--profile.data_root={data_root}",
             f"--profile.source_root={source_root}",
-            *overrides,
+            *common,
         ),  # fmt: skip
+        stage_overrides=tuple(per_stage),
         run_root=lambda seed: out / f"seed{seed}",
     )
 
@@ -155,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     add_setting_arguments(parser)
-    parser.add_argument("overrides", nargs="*", help="extra CLI overrides, e.g. --trainer.x=y")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="extra CLI overrides for every run (--trainer.x=y) or one method's (--stage.sl.x=y)",
+    )
     args, unknown = parser.parse_known_args(argv)
     layout = TABLES[args.table] if args.table else None
     if args.table:

@@ -59,8 +59,14 @@ class Setting:
     """Folder of stage configs under ``experiments/``."""
     overrides: tuple[str, ...] = ()
     """CLI overrides for every run (data roots, ``--trainer.x=y``)."""
+    stage_overrides: tuple[tuple[str, str], ...] = ()
+    """(method, CLI override) pairs for one method's runs only (``--stage.<method>.x=y``)."""
     run_root: Callable[[int], Path] = field(default=lambda seed: Path("runs") / f"seed{seed}")
     """Folder holding one seed's runs (one sub-folder per method)."""
+
+    def overrides_of(self, method_name: str) -> list[str]:
+        """Return the CLI overrides given for ``method_name``'s runs alone."""
+        return [arg for name, arg in self.stage_overrides if name == method_name]
 
     @property
     def dataset_dir(self) -> Path:
@@ -171,6 +177,7 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 f"--profile.seed={seed}",
                 *setting.overrides,
                 *m.overrides,
+                *setting.overrides_of(name),
                 *inputs,
                 f"--trainer.default_root_dir={directory}",
                 # inert unless --wandb.enabled=true: one W&B group per table, runs by stage/seed
@@ -182,7 +189,7 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
             run_id = _digest({
                 "method": m.name, "stage": m.stage, "seed": seed,
                 "configs": configs[name],
-                "overrides": [*setting.overrides, *m.overrides],
+                "overrides": [*setting.overrides, *m.overrides, *setting.overrides_of(name)],
                 "upstream": [run.run_id for run in upstream],
             })  # fmt: skip
             runs[(name, seed)] = PlannedRun(

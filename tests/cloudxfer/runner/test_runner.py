@@ -254,3 +254,28 @@ def test_a_row_runs_end_to_end_on_the_hunan_style_set(tmp_path: Path) -> None:
     assert metrics["class_names"][-3:] == ["Transitional Woodland", "Village", "Water"]
     assert metrics["n"] == 60 and metrics["n_cloudy"] + metrics["n_clear"] <= 60
     assert "SL (opt & SAR)" in (tmp_path / "table.md").read_text()
+
+
+def test_stage_overrides_reach_one_method_and_the_ids_downstream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {r.key: r for r in plan(["target"], [0], _setting(tmp_path))}
+    setting = Setting(
+        profile=profile_path("smoke"),
+        dataset="sen12ms_cloud",
+        stage_overrides=(("aux_sar", "--trainer.max_epochs=3"),),
+        run_root=lambda seed: tmp_path / f"seed{seed}",
+    )
+    runs = {r.key: r for r in plan(["target"], [0], setting)}
+    assert "--trainer.max_epochs=3" in runs[("aux_sar", 0)].fit_args
+    assert not any("max_epochs=3" in a for a in runs[("aux_opt", 0)].fit_args)
+    assert runs[("aux_opt", 0)].run_id == base[("aux_opt", 0)].run_id
+    assert runs[("aux_sar", 0)].run_id != base[("aux_sar", 0)].run_id
+    assert runs[("target", 0)].run_id != base[("target", 0)].run_id  # it reads aux_sar
+    # through the command line: --stage.<method>.<key>=<value>
+    out = str(tmp_path / "t")
+    assert run_main(["--methods", "sl", "--out", out, "--print-commands",
+                     "--stage.sl.trainer.max_epochs=3"]) == 0  # fmt: skip
+    assert "--trainer.max_epochs=3" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        run_main(["--methods", "sl", "--out", out, "--print-commands", "--stage.nope.x=1"])
