@@ -126,7 +126,10 @@ class PairedTileDataset(Dataset[Sample]):
     Samples: ``image_opt`` float32 (3, T, T), ``image_sar`` float32 (3, T, T), ``label``
     int64 (), ``cloud_fraction`` float32 () (NaN when unknown), ``id`` str, ``labelled`` bool
     () (whether the tile is in the labelled subset: methods that train on labels and on
-    unlabelled tiles together may read ``label`` only where it is True).
+    unlabelled tiles together may read ``label`` only where it is True). With ``clear_ids``
+    set, also ``image_opt_clear`` (the optical tile before cloud pasting, standardised alike)
+    and ``clear_available`` bool (): the clear twin is served only for the tiles in
+    ``clear_ids`` and is NaN elsewhere (so batches of mixed tiles still collate).
 
     Args:
         tiles: Tiles to serve.
@@ -150,6 +153,8 @@ class PairedTileDataset(Dataset[Sample]):
         self.clouds = clouds
         self.labelled_ids: frozenset[str] = frozenset()
         """Ids of the labelled subset (set by the datamodule)."""
+        self.clear_ids: frozenset[str] | None = None
+        """Ids whose clear optical twin may be served (None: no ``image_opt_clear`` key)."""
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -157,13 +162,14 @@ class PairedTileDataset(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         tile = self.tiles[index]
         rgb, sar, fraction = self.source.scaled(tile)
+        clear = rgb
         if self.clouds is not None:
             layer = self.clouds.layer(tile.id, rgb.shape[-1])
             if layer is None:
                 fraction = 0.0
             else:
                 rgb, fraction = blend(rgb, layer), layer.fraction
-        return {
+        sample: Sample = {
             "image_opt": torch.from_numpy(self.standardisation.apply_opt(rgb)),
             "image_sar": torch.from_numpy(self.standardisation.apply_sar(sar)),
             "label": torch.tensor(tile.label, dtype=torch.int64),
@@ -171,6 +177,13 @@ class PairedTileDataset(Dataset[Sample]):
             "id": tile.id,
             "labelled": torch.tensor(tile.id in self.labelled_ids),
         }
+        if self.clear_ids is not None:
+            # Only pasted clouds have a clear twin (real cloudy files have none).
+            available = self.clouds is not None and tile.id in self.clear_ids
+            twin = torch.from_numpy(self.standardisation.apply_opt(clear))
+            sample["image_opt_clear"] = twin if available else torch.full_like(twin, math.nan)
+            sample["clear_available"] = torch.tensor(available)
+        return sample
 
 
 class PairedDataModule(L.LightningDataModule):
@@ -197,6 +210,10 @@ class PairedDataModule(L.LightningDataModule):
             every training seed is scored on the same test tiles; None: ``split_seed``.
         split_file: A ``split.csv`` to reuse instead of drawing a split.
         train_subset: What the train loader serves.
+        clear_twins: Add ``image_opt_clear`` (the optical tile before cloud pasting) to the
+            samples, available for the labelled tiles (adaptation of a restoration model) and
+            the test tiles (image-quality scores) only, never for the unlabelled training
+            tiles; NaN (``clear_available`` False) elsewhere and on real cloudy data.
         labelled_stream: Also serve the labelled tiles of the stage's training tiles as a
             second stream: the train loader is then Lightning's ``CombinedLoader`` of
             ``{"target": <train_subset batch>, "labelled": <labelled batch>}`` (cycling the
@@ -232,6 +249,7 @@ class PairedDataModule(L.LightningDataModule):
         split_file: str | None = None,
         train_subset: TrainSubset = "unlabelled",
         labelled_stream: bool = False,
+        clear_twins: bool = False,
         predict_subset: SubsetName = "test",
         sar_nan: SarNanPolicy = "fill",
         cache: bool = True,
@@ -271,6 +289,7 @@ class PairedDataModule(L.LightningDataModule):
         self.split_file = split_file
         self.train_subset: TrainSubset = train_subset
         self.labelled_stream = labelled_stream
+        self.clear_twins = clear_twins
         self.predict_subset: SubsetName = predict_subset
         self.sar_nan: SarNanPolicy = sar_nan
         self.cache = cache
@@ -387,6 +406,9 @@ class PairedDataModule(L.LightningDataModule):
             assert self._tiles is not None and self._rows is not None
             dataset = self._make_dataset([self._tiles[i] for i in self._subset_ids(subset)])
             dataset.labelled_ids = frozenset(subset_ids(self._rows, "labelled"))
+            if self.clear_twins:
+                allowed = [*subset_ids(self._rows, "labelled"), *subset_ids(self._rows, "test")]
+                dataset.clear_ids = frozenset(allowed)
             self._datasets[subset] = dataset
         return self._datasets[subset]
 

@@ -138,3 +138,9 @@ def test_missing_folder_and_label(cloudy_pairs_dataset):
         CloudyPairsDataModule(
             str(cloudy_pairs_dataset.root / "opt"), ["a"], Standardisation.identity()
         ).setup()
+
+
+def test_real_cloudy_tiles_have_no_clear_twin(cloudy_pairs_dataset):
+    got = samples(make_dm(cloudy_pairs_dataset, clear_twins=True))
+    assert got and not any(bool(s["clear_available"]) for s in got.values())
+    assert all(torch.isnan(s["image_opt_clear"]).all() for s in got.values())

@@ -261,6 +261,31 @@ def test_labelled_stream_pairs_train_batches_with_labelled_ones(sen12ms_dataset)
     assert not isinstance(make_dm(sen12ms_dataset).train_dataloader(), CombinedLoader)
 
 
+def test_clear_twins_only_for_labelled_and_test_tiles(sen12ms_dataset):
+    clouds = CloudConfig(cloudy_share=1.0, seed=3)
+    dm = make_dm(sen12ms_dataset, clouds=clouds, clear_twins=True, train_subset="train")
+    clear = make_dm(sen12ms_dataset, clouds=NO_CLOUDS)
+    allowed = {r.id for r in dm.split_rows if r.split in ("labelled", "test")}
+    truth = {
+        **all_samples(clear.subset_dataset("train")),
+        **all_samples(clear.subset_dataset("test")),
+    }
+    seen = set()
+    for subset in ("train", "test"):
+        for tile_id, sample in all_samples(dm.subset_dataset(subset)).items():
+            seen.add(tile_id)
+            assert bool(sample["clear_available"]) == (tile_id in allowed)
+            if tile_id in allowed:  # the tile before pasting; the served input is clouded
+                assert torch.equal(sample["image_opt_clear"], truth[tile_id]["image_opt"])
+                assert not torch.equal(sample["image_opt"], sample["image_opt_clear"])
+            else:  # an unlabelled training tile: never its clear twin
+                assert torch.isnan(sample["image_opt_clear"]).all()
+    assert allowed < seen
+    batch = next(iter(dm.train_dataloader()))  # mixed tiles still collate
+    assert batch["image_opt_clear"].shape == batch["image_opt"].shape
+    assert "image_opt_clear" not in make_dm(sen12ms_dataset).subset_dataset("test")[0]
+
+
 def test_same_seed_same_split(sen12ms_dataset):
     assert (
         make_dm(sen12ms_dataset, split_seed=1).split_rows
