@@ -99,9 +99,10 @@ class SceneMetrics(nn.Module):
 
     def update(self, preds: Tensor, target: Tensor, cloud_fraction: Tensor) -> None:
         """Add a batch of predicted class indices, targets and cloud fractions."""
-        cloudy = cloud_fraction > self.cloudy_threshold
-        clear = cloud_fraction <= self.cloudy_threshold  # NaN is neither
-        everything = torch.ones_like(cloudy)
+        labelled = target >= 0  # tiles without a label (the unlabelled pool) are not scored
+        cloudy = (cloud_fraction > self.cloudy_threshold) & labelled
+        clear = (cloud_fraction <= self.cloudy_threshold) & labelled  # NaN is neither
+        everything = labelled
         for key, mask in (("all", everything), ("_cloudy", cloudy), ("_clear", clear)):
             n = int(mask.sum())
             self._count(key).update(torch.tensor(float(n), device=preds.device))

@@ -18,6 +18,7 @@ from datamodules.labels import read_labels
 from datamodules.normalisation import S2_RGB_BANDS, Standardisation
 from datamodules.paired import PairedDataModule
 from datamodules.raster import is_geotiff
+from datamodules.splits import UNLABELLED
 from datamodules.tiles import PairReader, PatchRef
 
 OPT_FOLDER = "opt"
@@ -101,9 +102,9 @@ class CloudyPairsDataModule(PairedDataModule):
         labels = read_labels(self.labels_path, self.class_names)
         refs = []
         for name, path in opt.items():
-            if name not in labels:
-                raise data_error(path, f"image has no label in {self.labels_path}")
-            refs.append(PatchRef(name, labels[name], path, sar[name], masks.get(name)))
+            # an image the labels file does not name joins the unlabelled pool
+            label = labels.get(name, UNLABELLED)
+            refs.append(PatchRef(name, label, path, sar[name], masks.get(name)))
         return refs
 
     def _normalisation_extra(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from datamodules.labels import read_labels
 from datamodules.normalisation import S2_NUM_BANDS, S2_RGB_BANDS, Standardisation
 from datamodules.paired import CloudLayers, PairedDataModule, PairedTileDataset
 from datamodules.raster import GEOTIFF_SUFFIXES
+from datamodules.splits import UNLABELLED
 from datamodules.tiles import PairReader, PairTile, PatchRef
 
 SEASONS: tuple[str, ...] = (
@@ -199,9 +200,9 @@ class Sen12msCloudDataModule(PairedDataModule):
         labels = read_labels(self.labels_path, self.class_names)
         refs = []
         for s2_path, s1_path in pairs:
-            if s2_path.stem not in labels:
-                raise data_error(s2_path, f"patch has no label in {self.labels_path}")
-            refs.append(PatchRef(s2_path.stem, labels[s2_path.stem], s2_path, s1_path))
+            # a patch the labels file does not name joins the unlabelled pool
+            label = labels.get(s2_path.stem, UNLABELLED)
+            refs.append(PatchRef(s2_path.stem, label, s2_path, s1_path))
         self._paster = CloudPaster(self.clouds)  # reads masks_dir (if any) now, in setup
         return refs
 

@@ -21,6 +21,8 @@ from datamodules.errors import data_error
 from datamodules.runfiles import atomic_write_text
 
 SplitName = Literal["labelled", "unlabelled", "test"]
+UNLABELLED = -1
+"""Label of a tile the labels file does not name: it joins the unlabelled pool."""
 SubsetName = Literal["labelled", "unlabelled", "train", "test", "fit", "val", "fit_labelled"]
 """Split names, ``train`` (labelled + unlabelled), a stage's ``fit`` / ``val`` parts and the
 labelled tiles of ``fit``."""
@@ -62,6 +64,9 @@ def make_split(
     test_seed: int | None = None,
 ) -> list[SplitRow]:
     """Split tiles into labelled / unlabelled / test.
+
+    Tiles whose label is :data:`UNLABELLED` (the labels file does not name them) join the
+    unlabelled pool; the test split and the labelled draw come from labelled tiles only.
 
     Args:
         tiles: All tiles (ids unique; tiles of one patch share a label).
@@ -117,7 +122,9 @@ def make_split(
         labelled.update(train_ids[i] for i in chosen)
     rows = []
     for tile in tiles:
-        if split_of[tile.patch] == "test":
+        if tile.label == UNLABELLED:  # no label at all: the unlabelled pool, never scored
+            split = "unlabelled"
+        elif split_of[tile.patch] == "test":
             split = "test"
         else:
             split = "labelled" if tile.id in labelled else "unlabelled"

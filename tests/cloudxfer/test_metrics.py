@@ -89,3 +89,13 @@ def test_output_files(tmp_path) -> None:
     read = list(csv.DictReader(csv_path.open()))
     assert [r["id"] for r in read] == ["a", "b"]
     assert {"id", "label", "pred", "cloud_fraction"} <= set(read[0])
+
+
+def test_tiles_without_a_label_are_not_scored() -> None:
+    metrics = SceneMetrics(num_classes=3)
+    preds = torch.tensor([0, 1, 2, 0])
+    target = torch.tensor([0, 1, -1, -1])  # the last two: the unlabelled pool
+    metrics.update(preds, target, torch.tensor([0.5, 0.0, 0.5, 0.0]))
+    out = metrics.compute()
+    assert out["n"] == 2 and out["n_cloudy"] == 1 and out["n_clear"] == 1
+    assert out["oa"] == pytest.approx(1.0)

@@ -146,12 +146,19 @@ def test_inf_in_sar_rejected_without_cache(sen12ms_dataset, write_geotiff):
     expect_error(sen12ms_dataset, path, "NaN/inf", sar_nan="reject", cache=False)
 
 
-def test_patch_without_label(sen12ms_dataset):
+def test_patch_without_label_joins_the_unlabelled_pool(sen12ms_dataset):
     patch = first(sen12ms_dataset)
     lines = sen12ms_dataset.labels_path.read_text().splitlines()
     sen12ms_dataset.labels_path.write_text("\n".join(x for x in lines if patch not in x) + "\n")
-    err = expect_error(sen12ms_dataset, sen12ms_dataset.s2_paths[patch], "has no label")
-    assert str(sen12ms_dataset.labels_path) in str(err)
+    dm = make_dm(sen12ms_dataset)
+    dm.setup()
+    rows = [row for row in dm.split_rows if row.patch == patch]
+    assert rows and all(row.split == "unlabelled" and row.label == -1 for row in rows)
+    others = [row for row in dm.split_rows if row.patch != patch]
+    assert {"labelled", "test"} <= {row.split for row in others}  # drawn from labelled tiles
+    unlabelled = dm.subset_dataset("unlabelled")
+    sample = next(unlabelled[i] for i, t in enumerate(unlabelled.tiles) if t.patch == patch)
+    assert int(sample["label"]) == -1 and not bool(sample["labelled"])
 
 
 def test_label_outside_class_scheme(sen12ms_dataset):
