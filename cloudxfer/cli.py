@@ -210,8 +210,8 @@ class CloudxferCLI(LightningCLI):
             kwargs["logger"] = loggers
         configured_callbacks = self._get(self.config_init, "trainer.callbacks") or []
         # best.ckpt, the epoch of the lowest held-out loss, is the stage's result: later stages
-        # and test read it. A callback of its own: Lightning saves last.ckpt only in epochs
-        # where a monitoring ModelCheckpoint saved too, which would leave resumes stale.
+        # and test read it. A callback of its own beside the configurable one that keeps
+        # last.ckpt, so overriding --checkpoint.* never drops the result.
         best = ModelCheckpoint(
             filename=BEST_CHECKPOINT,
             monitor="val/loss",
