@@ -109,7 +109,8 @@ def plot_cloudy_clear(rows: Sequence[TableRow], out: Path) -> Path:
     ax.set_xticklabels([row.label for row in rows], rotation=40, ha="right", fontsize=8)
     ax.set_ylabel("OA (%)")
     seeds = "/".join(map(str, sorted({len(row.seeds) for row in rows})))
-    ax.set_title(f"OA on cloudy vs clear test tiles (mean ± std over {seeds} seeds)")
+    plural = "" if seeds == "1" else "s"
+    ax.set_title(f"OA on cloudy vs clear test tiles (mean ± std over {seeds} seed{plural})")
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     fig.tight_layout()
