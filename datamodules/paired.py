@@ -35,6 +35,7 @@ from datamodules.normalisation import (
     warn_filled_sar,
 )
 from datamodules.runfiles import write_json
+from datamodules.sampling import EpochShuffle
 from datamodules.splits import (
     DEFAULT_LABELLED_PER_CLASS,
     DEFAULT_TEST_FRACTION,
@@ -471,10 +472,11 @@ class PairedDataModule(L.LightningDataModule):
 
     # --- internals --------------------------------------------------------------------
     def _loader(self, subset: SubsetName, shuffle: bool) -> DataLoader[Sample]:
+        dataset = self.subset_dataset(subset)
         return DataLoader(
-            self.subset_dataset(subset),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(dataset, self.split_seed) if shuffle else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

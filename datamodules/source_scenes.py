@@ -29,6 +29,7 @@ from torchvision.transforms import v2
 from datamodules.errors import DataError, data_error
 from datamodules.normalisation import NUM_CHANNELS
 from datamodules.runfiles import write_json
+from datamodules.sampling import EpochShuffle
 from datamodules.splits import SplitRow, write_split_csv
 from datamodules.store import PackedStore, content_key, default_store_dir, open_or_warn
 
@@ -311,10 +312,11 @@ class SourceScenesDataModule(L.LightningDataModule):
         write_json(directory / "normalisation.json", self.normalisation)
 
     def _loader(self, subset: SourceSubset, shuffle: bool) -> DataLoader[Sample]:
+        dataset = self.subset_dataset(subset)
         return DataLoader(
-            self.subset_dataset(subset),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(dataset, self.split_seed) if shuffle else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

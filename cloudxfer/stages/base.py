@@ -9,11 +9,13 @@ live here once.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -36,8 +38,16 @@ from datamodules.runfiles import write_json
 __all__ = ["TRAINING_FILENAME", "TRAINING_KEY", "StageModule", "gather_rows"]
 
 Batch = dict[str, Any]
+RANDOM_STATE_KEY = "cloudxfer_random_state"
+"""Checkpoint key of the random states of training (restored when a fit resumes)."""
 TRAINING_KEY = "cloudxfer_training"
 """Checkpoint key of the training record (epochs, diagnostics) that ``test`` reports."""
+
+
+def _numpy_state() -> list[Any]:
+    """Return NumPy's global random state as plain Python values (for weights-only loads)."""
+    name, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
+    return [str(name), [int(k) for k in keys], int(position), int(has_gauss), float(cached)]
 
 
 def gather_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -443,6 +453,15 @@ class StageModule(pl.LightningModule):
             "diagnostics": self.diagnostics,
             "patience": self.patience,
         }
+        # Random states at this point of training (Lightning keeps none): a resumed fit then
+        # draws what the uninterrupted one drew (augmentation, dropout, noise).
+        checkpoint[RANDOM_STATE_KEY] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            # plain lists and tuples: checkpoints stay loadable with weights_only
+            "numpy": _numpy_state(),
+            "python": random.getstate(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint from another stage, class scheme or modality."""
@@ -460,3 +479,11 @@ class StageModule(pl.LightningModule):
         self.history = list(record.get("epochs", []))
         self.diagnostics = dict(record.get("diagnostics", {}))
         self.patience = int(record.get("patience", CONVERGENCE_PATIENCE))
+        states = checkpoint.get(RANDOM_STATE_KEY)
+        if states:
+            torch.set_rng_state(states["torch"])
+            if states["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])
+            name, keys, position, has_gauss, cached = states["numpy"]
+            np.random.set_state((name, np.asarray(keys, np.uint32), position, has_gauss, cached))
+            random.setstate(states["python"])

@@ -482,6 +482,15 @@ def test_a_fit_killed_mid_stage_resumes_from_its_last_epoch(
     record = json.loads((tmp_path / "training.json").read_text())
     assert [epoch["epoch"] for epoch in record["epochs"]] == [0, 1, 2]  # continued, not restarted
     assert torch.load(last, weights_only=False)["global_step"] == 6
+    # the same fit uninterrupted: the same epochs, figures and weights (shuffling by seed and
+    # epoch, random states carried by the checkpoint)
+    whole = tmp_path / "whole"
+    cloudxfer("fit", *args, f"--trainer.default_root_dir={whole}")
+    assert json.loads((whole / "training.json").read_text()) == record
+    resumed = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
+    straight = torch.load(whole / "checkpoints" / "best.ckpt", weights_only=False)
+    assert resumed["global_step"] == straight["global_step"]
+    assert all(torch.equal(v, straight["state_dict"][k]) for k, v in resumed["state_dict"].items())
 
 
 @pytest.mark.slow
