@@ -49,6 +49,19 @@ def _setup(fixture: object) -> None:
     ).setup()
 
 
+def _setup_with_damaged(fixture: object, path: Path, how: tuple[str, float, bytes]) -> None:
+    """Damage one file, set the data up (ours or no error), then restore the file."""
+    original = path.read_bytes()
+    try:
+        path.write_bytes(_damaged(original, how))
+        try:
+            _setup(fixture)
+        except DataError as err:
+            assert str(path) in str(err)
+    finally:
+        path.write_bytes(original)
+
+
 @pytest.fixture
 def small_set(make_sen12ms):  # type: ignore[no-untyped-def]
     return make_sen12ms(patches_per_class=26)
@@ -58,31 +71,13 @@ def small_set(make_sen12ms):  # type: ignore[no-untyped-def]
 @given(how=damage, which=st.integers(0, 10_000), modality=st.sampled_from(["s1", "s2"]))
 def test_damaged_geotiff_is_our_error(small_set, how, which, modality) -> None:  # type: ignore[no-untyped-def]
     paths = small_set.s2_paths if modality == "s2" else small_set.s1_paths
-    path: Path = sorted(paths.values())[which % len(paths)]
-    original = path.read_bytes()
-    try:
-        path.write_bytes(_damaged(original, how))
-        try:
-            _setup(small_set)
-        except DataError as err:
-            assert str(path) in str(err)
-    finally:
-        path.write_bytes(original)
+    _setup_with_damaged(small_set, sorted(paths.values())[which % len(paths)], how)
 
 
 @FUZZ
 @given(how=damage)
 def test_damaged_labels_file_is_our_error(small_set, how) -> None:  # type: ignore[no-untyped-def]
-    path: Path = small_set.labels_path
-    original = path.read_bytes()
-    try:
-        path.write_bytes(_damaged(original, how))
-        try:
-            _setup(small_set)
-        except DataError as err:
-            assert str(path) in str(err)
-    finally:
-        path.write_bytes(original)
+    _setup_with_damaged(small_set, small_set.labels_path, how)
 
 
 @FUZZ

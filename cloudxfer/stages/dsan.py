@@ -19,8 +19,8 @@ from torch import Tensor
 from cloudxfer.lmmd import lmmd, lmmd_over_ranks, lmmd_ramp
 from cloudxfer.losses import label_loss
 from cloudxfer.models import SceneClassifier
-from cloudxfer.stages.base import Batch, StageModule
-from cloudxfer.stages.source import start_from_f_s
+from cloudxfer.stages.base import Batch
+from cloudxfer.stages.source import SarFromSourceModel
 
 __all__ = ["SubdomainAdaptation"]
 
@@ -28,7 +28,7 @@ SOURCE_INPUT = "image_opt"
 TARGET_INPUT = "image_sar"
 
 
-class SubdomainAdaptation(StageModule):
+class SubdomainAdaptation(SarFromSourceModel):
     """DSAN: cross-entropy on labelled optical tiles + ramped LMMD to the SAR tiles.
 
     Trains on the datamodule's paired streams (``labelled_stream: true``): ``labelled``
@@ -57,24 +57,8 @@ class SubdomainAdaptation(StageModule):
         kernel_num: int = 5,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(init_from=init_from, backbone=backbone, **kwargs)
         self.save_hyperparameters()
-        self.model = SceneClassifier(backbone, [TARGET_INPUT], len(self.class_names))
-        self._initialised = init_from is None
-
-    @classmethod
-    def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
-        """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
-        return cls.stage_name, "sar"
-
-    def setup(self, stage: str) -> None:
-        """Copy f_S's encoder and head in before training (test/predict do not need f_S)."""
-        if stage != "fit" or self._initialised:
-            return
-        model = cast(SceneClassifier, self.model)
-        hp = self.hparams
-        start_from_f_s(model, str(hp["init_from"]), str(hp["backbone"]), self.class_names)
-        self._initialised = True
 
     def batch_size_of(self, batch: Batch) -> int:
         """Return the target tiles of the step (the labelled stream cycles beside them)."""

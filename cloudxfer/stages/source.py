@@ -18,7 +18,7 @@ from cloudxfer.models import SceneClassifier
 from cloudxfer.stages.auxiliary import MODALITY_INPUTS
 from cloudxfer.stages.base import StageModule
 
-__all__ = ["SourceClassification", "start_from_f_s"]
+__all__ = ["SarFromSourceModel", "SourceClassification", "start_from_f_s"]
 
 
 def start_from_f_s(
@@ -115,3 +115,38 @@ class SourceClassification(StageModule):
         """Cross-entropy against the ground-truth label, and the batch accuracy."""
         loss, accuracy = label_loss(self(batch), batch["label"], self.hparams["label_smoothing"])
         return loss, {"loss/source": loss.detach(), "train/acc": accuracy}
+
+
+class SarFromSourceModel(StageModule):
+    """Base of the SAR rows that start from f_S's network (DSAN, TTL); scored on SAR.
+
+    Builds f_S's architecture over the SAR tile and copies f_S's encoder and head in when a
+    fit starts (so ``test``/``predict`` of a finished checkpoint do not need f_S).
+
+    Args:
+        init_from: f_S checkpoint (``source_finetune``); None: start untrained.
+        backbone: torchvision model name; must match f_S's.
+        **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
+
+    """
+
+    def __init__(
+        self, init_from: str | None = None, backbone: str = "resnet50", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.init_from, self.backbone = init_from, backbone
+        self.model = SceneClassifier(backbone, [MODALITY_INPUTS["sar"]], len(self.class_names))
+        self._initialised = init_from is None
+
+    @classmethod
+    def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
+        """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
+        return cls.stage_name, "sar"
+
+    def setup(self, stage: str) -> None:
+        """Copy f_S's encoder and head in before training."""
+        if stage != "fit" or self._initialised or self.init_from is None:
+            return
+        model = cast(SceneClassifier, self.model)
+        start_from_f_s(model, self.init_from, self.backbone, self.class_names)
+        self._initialised = True

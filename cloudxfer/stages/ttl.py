@@ -10,15 +10,14 @@ blend carries its pair's label. Scored on SAR alone. docs/baselines.md gives the
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from cloudxfer.losses import label_loss
-from cloudxfer.models import SceneClassifier
-from cloudxfer.stages.base import Batch, StageModule
-from cloudxfer.stages.source import start_from_f_s
+from cloudxfer.stages.base import Batch
+from cloudxfer.stages.source import SarFromSourceModel
 
 __all__ = ["TransitiveTransfer", "sar_share"]
 
@@ -30,7 +29,7 @@ def sar_share(epoch: int, bridge_epochs: int) -> float:
     return min(1.0, epoch / bridge_epochs)
 
 
-class TransitiveTransfer(StageModule):
+class TransitiveTransfer(SarFromSourceModel):
     """TTL: f_S's network trained on optical -> SAR blends of the labelled pairs, then on SAR.
 
     Args:
@@ -52,26 +51,10 @@ class TransitiveTransfer(StageModule):
         label_smoothing: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
         if bridge_epochs < 0:
             raise ValueError(f"bridge_epochs must be >= 0, got {bridge_epochs}")
+        super().__init__(init_from=init_from, backbone=backbone, **kwargs)
         self.save_hyperparameters()
-        self.model = SceneClassifier(backbone, ["image_sar"], len(self.class_names))
-        self._initialised = init_from is None
-
-    @classmethod
-    def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:
-        """(stage, modality) a checkpoint of this class built from ``init_args`` records."""
-        return cls.stage_name, "sar"
-
-    def setup(self, stage: str) -> None:
-        """Copy f_S's encoder and head in before training (test/predict do not need f_S)."""
-        if stage != "fit" or self._initialised:
-            return
-        hp = self.hparams
-        model = cast(SceneClassifier, self.model)
-        start_from_f_s(model, str(hp["init_from"]), str(hp["backbone"]), self.class_names)
-        self._initialised = True
 
     def share(self) -> float:
         """SAR share of this step's inputs: the bridge's in training, 1 (SAR) when scoring."""
