@@ -49,10 +49,9 @@ def epoch_means(metrics_csv: str | Path, keys: tuple[str, ...]) -> dict[str, lis
 
 def plot_loss_curves(runs: list[Path], labels: list[str], out: Path) -> Path:
     """Plot each run's per-modality losses in its own panel, sharing the y-axis, to PNG."""
-    import matplotlib
+    from cloudxfer.reporting.figures import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(
         1, len(runs), figsize=(4.5 * len(runs), 3.6), sharey=True, squeeze=False
@@ -74,8 +73,6 @@ def plot_loss_curves(runs: list[Path], labels: list[str], out: Path) -> Path:
     axes[0][0].set_ylabel("distillation loss (epoch mean)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    from cloudxfer.reporting.figures import save_png
-
     save_png(fig, out)
     plt.close(fig)
     return out

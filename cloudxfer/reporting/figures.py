@@ -31,6 +31,7 @@ __all__ = [
     "confusion_figures",
     "find_tested_runs",
     "plot_cloudy_clear",
+    "pyplot",
     "save_png",
     "write_cloudy_clear",
 ]
@@ -45,6 +46,16 @@ CLOUDY_CLEAR_COLUMNS = (
     "oa_cloudy_mean", "oa_cloudy_std", "oa_clear_mean", "oa_clear_std", "n_cloudy", "n_clear",
 )  # fmt: skip
 """Columns of the Fig. 7 CSV (OA in %)."""
+
+
+def pyplot() -> Any:
+    """Return ``matplotlib.pyplot`` on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_png(fig: Any, out: Path, dpi: int = 150) -> Path:
@@ -91,10 +102,7 @@ def write_cloudy_clear(rows: Sequence[TableRow], out: Path) -> Path:
 
 def plot_cloudy_clear(rows: Sequence[TableRow], out: Path) -> Path:
     """Draw Fig. 7: one pair of bars (cloudy, clear) per method with std error bars, to PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(max(5.0, 0.75 * len(rows) + 2), 3.8))
     width = 0.38
@@ -142,10 +150,7 @@ def cloud_sweep_figure(
     root: Path, out: Path, methods: Sequence[str] = ("target", "target_noirm")
 ) -> tuple[Path, Path]:
     """Fig. 9: OA of ``methods`` against the clouded share, PNG at ``out``, CSV beside it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     series: dict[str, list[tuple[int, TableRow]]] = {name: [] for name in methods}
     for level, folder in _sweep_levels(root):
@@ -207,10 +212,7 @@ def confusion_figures(results: Path, out: Path) -> list[Path]:
     ``confusion_<method>.png``: the test confusion matrix summed over seeds (cells: counts,
     colour: row share); ``recall.csv``: per-class recall (%) per method, mean over seeds.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     by_method: dict[str, list[Path]] = {}
     for run in find_tested_runs(results):
