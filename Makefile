@@ -17,6 +17,9 @@ MASKS ?=
 PASTE = $(if $(MASKS),--profile.cloud_masks=$(abspath $(MASKS)))
 # Fig. 9: percent of all tiles (train and test) clouded, one chain per level.
 LEVELS ?= 10 20 30 40 50 60 70 80 90 100
+# ARGS: extra options for every `cloudxfer run` of the tables and figures, for example
+# ARGS="--jobs 4" or ARGS="--jobs 6 --trainer.accelerator=gpu".
+ARGS ?=
 
 FIRST_SEED = $(firstword $(subst $(comma), ,$(SEEDS)))
 
@@ -44,23 +47,23 @@ demo:  ## simulate the default data, run the whole chain, print the OA/AA/Kappa 
 table1:  ## Table I (NWPU role -> SEN12MS Cloud): every registered row, SEEDS, PROFILE, SIM_SEED
 	$(BIN)/cloudxfer run --table table1 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
 		--out $(RESULTS)/table1 --synth --seed $(SIM_SEED) $(TABLE_SIZES) \
-		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source $(PASTE)
+		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source $(PASTE) $(ARGS)
 
 table2:  ## Table II (AID role -> SEN12MS Cloud): as table1 with the AID-role source set
 	$(BIN)/cloudxfer run --table table2 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
 		--out $(RESULTS)/table2 --synth --seed $(SIM_SEED) --source-role aid $(TABLE_SIZES) \
-		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source_aid $(PASTE)
+		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source_aid $(PASTE) $(ARGS)
 
 table3:  ## Table III (NWPU role -> Hunan-style real-cloudy set): as table1 on experiments/cloudy_pairs
 	$(BIN)/cloudxfer run --table table3 --dataset cloudy_pairs --profile $(PROFILE) \
 		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table3 --synth --seed $(SIM_SEED) \
-		$(TABLE_SIZES) --data-root $(SIM_DATA)/hunan --source-root $(SIM_DATA)/source
+		$(TABLE_SIZES) --data-root $(SIM_DATA)/hunan --source-root $(SIM_DATA)/source $(ARGS)
 
 table4:  ## Table IV (AID role -> Hunan-style real-cloudy set)
 	$(BIN)/cloudxfer run --table table4 --dataset cloudy_pairs --profile $(PROFILE) \
 		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table4 --synth --seed $(SIM_SEED) \
 		--source-role aid $(TABLE_SIZES) --data-root $(SIM_DATA)/hunan \
-		--source-root $(SIM_DATA)/source_aid
+		--source-root $(SIM_DATA)/source_aid $(ARGS)
 
 fig7: table1  ## Fig. 7: OA on cloudy vs clear tiles per Table I row; confusion matrices, recall
 	$(BIN)/cloudxfer plot cloudy-clear $(RESULTS)/table1 --out $(RESULTS)/fig7.png
@@ -77,7 +80,7 @@ fig9:  ## Fig. 9: F2 with and without IRM against the share of clouded tiles (LE
 			--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/fig9/cloud$$L --synth \
 			--seed $(SIM_SEED) $(TABLE_SIZES) --data-root $(SIM_DATA)/target \
 			--source-root $(SIM_DATA)/source $(PASTE) \
-			--profile.cloudy_share=$$(awk "BEGIN { print $$L / 100 }") || exit 1; \
+			--profile.cloudy_share=$$(awk "BEGIN { print $$L / 100 }") $(ARGS) || exit 1; \
 	done
 	$(BIN)/cloudxfer plot cloud-sweep $(RESULTS)/fig9 --out $(RESULTS)/fig9.png
 
