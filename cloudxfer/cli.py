@@ -329,12 +329,19 @@ def _report(args: list[str]) -> int:
     return report_main(args)
 
 
+def _map(args: list[str]) -> int:
+    from cloudxfer.mapping.cli import main as map_main
+
+    return map_main(args)
+
+
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synth": _synth,
     "chain": _chain,
     "run": _run,
     "plot": _plot,
     "report": _report,
+    "map": _map,
 }
 
 
@@ -348,6 +355,7 @@ COMMANDS: dict[str, str] = {
     "run": "run registered methods over seeds, or a paper table (make table1..4)",
     "plot": "figures: losses (Fig. 8), cloudy-clear (Fig. 7), cloud-sweep (Fig. 9), confusion",
     "report": "print runs' test metrics beside their training diagnostics",
+    "map": "classify a whole S2/S1 scene pair with sliding windows into a class map GeoTIFF",
 }
 """Every subcommand with its one-line summary (``cloudxfer --help``)."""
 

@@ -1,4 +1,4 @@
-"""Command line: ``synth target ...`` and ``synth source ...`` (argv excludes ``synth``)."""
+"""Command line: ``synth target|source|scene ...`` (argv excludes ``synth``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from cloudxfer.sim.generate import generate_source, generate_target
+from cloudxfer.sim.large_scene import DEFAULT_CLOUD_COVER, generate_scene
 from cloudxfer.sim.schemes import SCHEMES, SOURCE_ROLES
 
 
@@ -38,6 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (t, s):
         p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
         p.add_argument("--workers", type=int, default=1, help="processes (output is identical)")
+    m = sub.add_parser("scene", help="one large S1/S2 scene pair with a known class layout, to map")
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--size", type=int, default=2048, help="scene side in pixels (10 m)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--scheme", choices=sorted(SCHEMES), default="sen12ms_cloud")
+    m.add_argument(
+        "--cloud-cover",
+        type=float,
+        default=DEFAULT_CLOUD_COVER,
+        help="share of the scene under thick cloud",
+    )
+    m.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     return parser
 
 
@@ -60,6 +73,16 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
             )
             what = f"{sum(counts.values())} {args.scheme} pairs"
+        elif args.command == "scene":
+            counts = generate_scene(
+                args.out,
+                size=args.size,
+                seed=args.seed,
+                scheme=args.scheme,
+                cloud_cover=args.cloud_cover,
+                overwrite=args.overwrite,
+            )
+            what = f"a {args.size}x{args.size} px {args.scheme} scene (pixels per class)"
         else:
             if args.per_class < 1 or args.size < 8:
                 raise ValueError("--per-class must be >= 1 and --size >= 8")

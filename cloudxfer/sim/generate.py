@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.transform import Affine
 
-from cloudxfer.sim.clouds import apply_clouds, draw_clouds
+from cloudxfer.sim.clouds import CloudCover, apply_clouds, draw_clouds
 from cloudxfer.sim.landcover import landcover
 from cloudxfer.sim.layouts import LAYOUTS, Layout
 from cloudxfer.sim.sar import render_sar
@@ -132,8 +132,13 @@ def render_target(
     patch_size: int,
     cloudy: bool,
     nan_fraction: float = 0.0,
+    cover: CloudCover | None = None,
 ) -> TargetSample:
-    """Render S2 L1C DN, S1 dB, LC codes (and clouds + mask if ``cloudy``) for one patch."""
+    """Render S2 L1C DN, S1 dB, LC codes (and clouds + mask if ``cloudy``) for one patch.
+
+    ``cover``: the patch's clouds, drawn by the caller (a scene-wide cloud field cut to the
+    patch, ``synth scene``); None draws the patch's own clouds when ``cloudy``.
+    """
     rng = _rng(seed, _PATCH, plan.index)
     px = PIXEL_M / SUPERSAMPLE
     shape = (patch_size * SUPERSAMPLE, patch_size * SUPERSAMPLE)
@@ -147,9 +152,10 @@ def render_target(
     surf10 = block_mean(surf, SUPERSAMPLE)
     mask = None
     if cloudy:
-        cover = draw_clouds(
-            (patch_size, patch_size), rng, PIXEL_M, scene.sun_zenith_deg, scene.sun_azimuth_deg
-        )
+        if cover is None:
+            cover = draw_clouds(
+                (patch_size, patch_size), rng, PIXEL_M, scene.sun_zenith_deg, scene.sun_azimuth_deg
+            )
         surf10 = surf10 * cover.illumination[None]
         toa = apply_clouds(to_toa(surf10, scene.aerosol, scene.gain), cover, rng)
         mask = cover.mask[None]

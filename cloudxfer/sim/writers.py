@@ -13,10 +13,12 @@ import numpy as np
 import rasterio
 from PIL import Image
 from rasterio.crs import CRS
+from rasterio.io import DatasetWriter
 from rasterio.transform import Affine
 
 # DEFLATE is lossless and deterministic; the horizontal predictor helps integer bands.
 _PREDICTOR = {"uint16": 2, "uint8": 2, "float32": 3}
+GEOTIFF_BLOCK = 256  # tile side of scene-sized GeoTIFFs (as tiled GeoTIFFs and COGs use)
 
 
 def write_geotiff(path: Path, array: np.ndarray, epsg: int, transform: Affine) -> None:
@@ -38,6 +40,37 @@ def write_geotiff(path: Path, array: np.ndarray, epsg: int, transform: Affine) -
         predictor=_PREDICTOR[dtype],
     ) as dst:
         dst.write(array)
+
+
+def open_geotiff(
+    path: Path,
+    bands: int,
+    height: int,
+    width: int,
+    dtype: str,
+    epsg: int,
+    transform: Affine,
+    nodata: float | None = None,
+) -> DatasetWriter:
+    """Open a tiled (``GEOTIFF_BLOCK``), compressed GeoTIFF for windowed writes of a scene."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=bands,
+        dtype=dtype,
+        crs=CRS.from_epsg(epsg),
+        transform=transform,
+        nodata=nodata,
+        tiled=True,
+        blockxsize=GEOTIFF_BLOCK,
+        blockysize=GEOTIFF_BLOCK,
+        compress="deflate",
+        predictor=_PREDICTOR[dtype],
+    )
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
