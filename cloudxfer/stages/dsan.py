@@ -80,6 +80,15 @@ class SubdomainAdaptation(SarFromSourceModel):
             return 1.0
         return float(self.global_step) / max(float(total), 1.0) if total != float("inf") else 1.0
 
+    def lmmd_weight_now(self) -> float:
+        """LMMD's weight: DSAN's ramp in training; the ramp's end for held-out tiles.
+
+        Early stopping compares held-out losses across epochs, so they are scored with one
+        fixed objective (the one training ends on), not with the ramp's moving weight.
+        """
+        progress = self.progress() if self.training else 1.0
+        return float(self.hparams["lmmd_weight"]) * lmmd_ramp(progress)
+
     def compute_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy on the labelled optical images + ramped LMMD to the SAR images."""
         model = cast(SceneClassifier, self.model)
@@ -102,7 +111,7 @@ class SubdomainAdaptation(SarFromSourceModel):
             float(self.hparams["kernel_mul"]),
             int(self.hparams["kernel_num"]),
         )
-        weight = float(self.hparams["lmmd_weight"]) * lmmd_ramp(self.progress())
+        weight = self.lmmd_weight_now()
         loss = supervised + weight * alignment
         return loss, {
             "loss/supervised": supervised.detach(),

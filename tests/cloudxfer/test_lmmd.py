@@ -137,3 +137,14 @@ def test_ddp_lmmd_is_the_global_batch_value_and_gradient(tmp_path: Path) -> None
         rows = slice(4 * rank, 4 * rank + 4)
         torch.testing.assert_close(result["source"] / 2, source.grad[rows])
         torch.testing.assert_close(result["target"] / 2, target.grad[rows])
+
+
+def test_dsan_scores_held_out_tiles_at_the_ramps_end_weight() -> None:
+    from cloudxfer.stages import SubdomainAdaptation
+
+    module = SubdomainAdaptation(backbone="resnet10", lmmd_weight=0.5, class_names=["a", "b", "c"])
+    module.progress = lambda: 0.1  # type: ignore[method-assign]  # early in training
+    module.train()
+    assert module.lmmd_weight_now() == pytest.approx(0.5 * lmmd_ramp(0.1))
+    module.eval()
+    assert module.lmmd_weight_now() == pytest.approx(0.5 * lmmd_ramp(1.0))
