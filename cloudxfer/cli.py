@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,21 +157,37 @@ class CloudxferCLI(LightningCLI):
         profile = config.get("profile") if config is not None else None
         if profile is not None:
             configure_threads(profile.get("threads"), int(profile.get("num_workers") or 0))
+        if self.subcommand in ("fit", "validate", "test", "predict") and config is not None:
+            self._check_writable(self._log_dir())
         if self.subcommand == "fit" and config is not None:
-            self._claim_run_folder(config)
+            self._earlier_checkpoints(config)
 
-    def _claim_run_folder(self, config: Any) -> None:
-        """Refuse to fit over another fit's checkpoints unless resuming or told to overwrite.
+    @staticmethod
+    def _check_writable(folder: Path) -> None:
+        """Refuse an output folder that cannot be created or written, naming it."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise RunFolderError(
+                f"{folder}: cannot write the run folder here ({err.strerror or err}); choose "
+                "another --trainer.default_root_dir"
+            ) from None
+
+    def _earlier_checkpoints(self, config: Any) -> list[Path]:
+        """Return an earlier fit's checkpoints here; refuse them unless resuming or overwriting.
 
         Otherwise the new fit's checkpoints would mix with the old ones (a stale ``best.ckpt``
-        could outlive it); ``--overwrite`` deletes the old ``checkpoints/`` first.
+        could outlive it); ``--overwrite`` deletes them, but only in :meth:`before_fit`, once
+        everything the fit reads has been validated.
         """
         if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
-            return  # DDP relaunches this command per process: the first one decided
+            return []  # DDP relaunches this command per process: the first one decides
         folder = self._log_dir() / "checkpoints"
         old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
         if not old or config.get("ckpt_path"):
-            return
+            return []
         if not config.get("overwrite"):
             raise RunFolderError(
                 f"{folder.parent}: holds the checkpoints of an earlier fit "
@@ -178,7 +195,19 @@ class CloudxferCLI(LightningCLI):
                 f"{folder / (LAST_CHECKPOINT + '.ckpt')}, start again with --overwrite true, "
                 "or choose another --trainer.default_root_dir"
             )
-        shutil.rmtree(folder)
+        return old
+
+    def before_fit(self) -> None:
+        """Validate what the fit reads before its run folder is touched, then claim the folder.
+
+        The stage's own ``setup("fit")`` loads and checks its teachers or initial weights; run
+        here, a refused checkpoint stops the fit before Lightning's setup writes ``config.yaml``,
+        ``metrics.csv`` or the split files (it is idempotent, so Lightning's call is a no-op).
+        """
+        self.model.setup("fit")
+        config = self.config.get("fit")
+        if self._earlier_checkpoints(config):
+            shutil.rmtree(self._log_dir() / "checkpoints")
 
     def _log_dir(self) -> Path:
         root = Path(self._get(self.config, "trainer.default_root_dir") or "runs/default")

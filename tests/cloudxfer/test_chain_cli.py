@@ -511,3 +511,42 @@ def test_a_fit_over_an_earlier_fit_is_refused_unless_resuming_or_overwriting(
     assert stale.is_file()  # nothing touched
     cloudxfer("fit", *args, "--overwrite=true")
     assert not stale.exists() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_refused_refit_leaves_the_previous_run_folder_as_it_was(
+    chain_run: Path, tmp_path: Path
+) -> None:
+    args = [
+        *_stage_args(chain_run, "aux_sar"),
+        "--trainer.limit_train_batches=1",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    cloudxfer("fit", *args)
+    before = _snapshot(tmp_path)
+    assert {"config.yaml", "metrics.csv", "split.csv", "checkpoints/best.ckpt"} <= set(before)
+    # The optical auxiliary given as the SAR auxiliary's teacher, with --overwrite: refused
+    # before the old checkpoints are deleted or any run file is rewritten.
+    wrong = chain_run / "runs" / "aux_opt" / "checkpoints" / "best.ckpt"
+    refused = cloudxfer(
+        "fit", *args, f"--model.init_args.teacher={wrong}", "--overwrite=true", check=False
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert str(wrong) in refused.stderr
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_unwritable_run_folder_is_one_error_naming_it(chain_run: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a regular file where a folder should be")
+    folder = blocker / "run"  # unwritable even for root: its parent is not a directory
+    result = cloudxfer(
+        "fit", *_stage_args(chain_run, "aux_sar"), f"--trainer.default_root_dir={folder}",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{folder}: cannot write the run folder" in result.stderr
+    assert blocker.read_text() == "a regular file where a folder should be"
