@@ -23,7 +23,7 @@ import lightning.pytorch as pl
 from jsonargparse import set_parsing_settings
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 
 from cloudxfer.callbacks import (
     BEST_CHECKPOINT,
@@ -33,6 +33,7 @@ from cloudxfer.callbacks import (
     RunFiles,
 )
 from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metadata
+from cloudxfer.loggers import ResumableCSVLogger, rows_before
 from cloudxfer.runtime import configure_threads
 from datamodules.errors import DataError
 
@@ -206,6 +207,14 @@ class CloudxferCLI(LightningCLI):
         """
         self.model.setup("fit")
         config = self.config.get("fit")
+        resume_from = config.get("ckpt_path")
+        if resume_from and Path(resume_from).is_file():
+            # the interrupted fit's loss curves stay in metrics.csv (Lightning's writer
+            # would start the file afresh)
+            rows = rows_before(self._log_dir() / "metrics.csv", Path(resume_from))
+            for logger in self.trainer.loggers:
+                if isinstance(logger, ResumableCSVLogger):
+                    logger.carry(rows)
         if self._earlier_checkpoints(config):
             shutil.rmtree(self._log_dir() / "checkpoints")
 
@@ -218,7 +227,7 @@ class CloudxferCLI(LightningCLI):
         log_dir = self._log_dir()
         configured = self._get(self.config_init, "trainer.logger")
         if configured in (None, True):
-            loggers: list[Logger] = [CSVLogger(save_dir=str(log_dir), name="", version="")]
+            loggers: list[Logger] = [ResumableCSVLogger(save_dir=str(log_dir), name="", version="")]
             wandb = self._get(self.config_init, "wandb")
             if wandb is not None and wandb.enabled:
                 os.environ.setdefault("WANDB_MODE", "offline")
