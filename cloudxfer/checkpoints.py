@@ -23,6 +23,7 @@ __all__ = [
     "METADATA_KEY",
     "STAGES",
     "load_frozen_model",
+    "load_weights",
     "read_metadata",
     "validate_metadata",
 ]
@@ -139,3 +140,29 @@ def load_frozen_model(
     model.eval()
     model.requires_grad_(False)
     return model, meta
+
+
+def load_weights(
+    path: str | Path,
+    stages: Collection[str],
+    methods: Collection[str] | None = None,
+    prefix: str = "model.",
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return a validated checkpoint's weights under ``prefix`` (prefix removed) and metadata.
+
+    For networks no classifier ``spec`` rebuilds (the SPL row's restorer): the caller builds
+    the network and loads the weights itself.
+
+    Raises:
+        CheckpointError: naming ``path``: unreadable, another stage or method, no weights.
+
+    """
+    checkpoint = _load(path)
+    meta = _metadata(checkpoint, path)
+    validate_metadata(meta, path, stages, methods=methods)
+    state = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    if not state:
+        raise CheckpointError(f"{path}: checkpoint holds no weights under {prefix!r}")
+    return state, meta

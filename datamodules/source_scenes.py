@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from torchvision import tv_tensors
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes, make_dataset
 from torchvision.transforms import v2
 
+from datamodules.clouds import CloudConfig, CloudPaster
 from datamodules.errors import DataError, data_error
 from datamodules.normalisation import NUM_CHANNELS
 from datamodules.runfiles import write_json
@@ -101,11 +103,19 @@ class StoredImages:
 class SourceScenesDataset(Dataset[Sample]):
     """Images as ``{"image_opt": float32 (3, S, S), "label": int64 (), "id": str}``.
 
+    With ``clouds``, also ``image_opt_cloudy`` (the same image with the tile's cloud pasted
+    onto its [0, 1] pixels by ``datamodules.clouds``, standardised alike) and
+    ``cloud_fraction`` float32 () (0.0 where the image stays clear): cloudy/clear pairs for
+    pre-training a cloud-removal network on the cloud-free source domain.
+
     Args:
         samples: ``(path, class index)`` pairs.
         root: Dataset root (ids are paths relative to it).
-        transform: Maps a PIL image (or a stored uint8 image tensor) to float32 (3, S, S).
+        transform: Maps a PIL image (or a stored uint8 image tensor) to float32 (3, S, S);
+            with ``clouds``, to [0, 1] pixels (``standardise`` follows the pasting).
         stored: Resized images from a packed store (None: decode the files).
+        clouds: Pastes each image's cloud (deterministic per image id); None: no pairs.
+        standardise: Standardisation applied after pasting (with ``clouds`` only).
 
     """
 
@@ -115,11 +125,17 @@ class SourceScenesDataset(Dataset[Sample]):
         root: Path,
         transform: v2.Transform,
         stored: StoredImages | None = None,
+        clouds: CloudPaster | None = None,
+        standardise: v2.Transform | None = None,
     ) -> None:
+        if (clouds is None) != (standardise is None):
+            raise ValueError("clouds and standardise go together (pasting is on [0, 1] pixels)")
         self.samples = list(samples)
         self.root = root
         self.transform = transform
         self.stored = stored
+        self.clouds = clouds
+        self.standardise = standardise
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -127,11 +143,19 @@ class SourceScenesDataset(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         path, label = self.samples[index]
         image = self.stored(path) if self.stored is not None else load_image(path)
-        return {
+        tile_id = path.relative_to(self.root).as_posix()
+        sample: Sample = {
             "image_opt": self.transform(image),
             "label": torch.tensor(label, dtype=torch.int64),
-            "id": path.relative_to(self.root).as_posix(),
+            "id": tile_id,
         }
+        if self.clouds is not None and self.standardise is not None:
+            clear = sample["image_opt"].as_subclass(torch.Tensor)
+            cloudy, fraction = self.clouds(clear.numpy(), tile_id)
+            sample["image_opt"] = self.standardise(clear)
+            sample["image_opt_cloudy"] = self.standardise(torch.from_numpy(cloudy))
+            sample["cloud_fraction"] = torch.tensor(fraction, dtype=torch.float32)
+        return sample
 
 
 class SourceScenesDataModule(L.LightningDataModule):
@@ -146,6 +170,9 @@ class SourceScenesDataModule(L.LightningDataModule):
         split_seed: Seed of the train/val split.
         classes: Class folder names in index order; None = every folder, sorted.
         augment: Random horizontal/vertical flips on the train split.
+        clouds: Also serve each image with a cloud pasted by ``datamodules.clouds``
+            (``image_opt_cloudy``, ``cloud_fraction``; the same cloud for an image in every
+            epoch, seeded by its id and ``clouds.seed``); None: clear images only.
         check_images: Decode every image once in :meth:`setup` so unreadable files fail early
             (a packed store is built from decoded images, so it checks them too).
         store: Keep the decoded, resized images in a packed store built once per content key
@@ -170,6 +197,7 @@ class SourceScenesDataModule(L.LightningDataModule):
         split_seed: int = 0,
         classes: list[str] | None = None,
         augment: bool = True,
+        clouds: CloudConfig | None = None,
         check_images: bool = True,
         store: bool = True,
         store_dir: str | None = None,
@@ -191,6 +219,7 @@ class SourceScenesDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.augment = augment
+        self.clouds = clouds
         self.check_images = check_images
         self.store = store
         self.store_dir = Path(store_dir) if store_dir is not None else default_store_dir()
@@ -213,10 +242,12 @@ class SourceScenesDataModule(L.LightningDataModule):
     @property
     def normalisation(self) -> dict[str, Any]:
         """JSON-serialisable scaling and standardisation of the source images."""
+        extra = {} if self.clouds is None else {"clouds": asdict(self.clouds)}
         return {
             "dataset": self.dataset_name,
             "optical": {"pixel_divisor": PIXEL_SCALE, "image_size": self.image_size},
             "standardisation": {"opt_mean": list(self.mean), "opt_std": list(self.std)},
+            **extra,
         }
 
     def prepare_data(self) -> None:
@@ -278,24 +309,41 @@ class SourceScenesDataModule(L.LightningDataModule):
         store = open_or_warn(self.store_dir, self.dataset_name, key, build)
         return None if store is None else StoredImages(store, paths)
 
-    def transform(self, train: bool) -> v2.Transform:
+    def transform(self, train: bool, standardise: bool = True) -> v2.Transform:
         """Return the image transform of the train (optionally augmented) or val split.
 
-        The resize is skipped for images from the packed store (stored resized).
+        The resize is skipped for images from the packed store (stored resized);
+        ``standardise=False`` stops at [0, 1] pixels (where clouds are pasted).
         """
         steps: list[v2.Transform] = [] if self._stored is not None else [self._resize()]
         if train and self.augment:
             steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        steps.append(v2.ToDtype(torch.float32, scale=True))
+        if standardise:
+            steps.append(self.standardisation())
         return v2.Compose(steps)
+
+    def standardisation(self) -> v2.Transform:
+        """Per-channel standardisation of [0, 1] pixels (``mean``, ``std``)."""
+        return v2.Normalize(self.mean, self.std)
 
     def subset_dataset(self, subset: SourceSubset) -> SourceScenesDataset:
         """Return the dataset of ``train`` or ``val``."""
         if subset not in SOURCE_SPLITS:
             raise ValueError(f"subset must be one of {list(SOURCE_SPLITS)}, got {subset!r}")
         self.setup()
+        train = subset == "train"
+        if self.clouds is None:
+            return SourceScenesDataset(
+                self._subsets[subset], self.root, self.transform(train), self._stored
+            )
         return SourceScenesDataset(
-            self._subsets[subset], self.root, self.transform(subset == "train"), self._stored
+            self._subsets[subset],
+            self.root,
+            self.transform(train, standardise=False),
+            self._stored,
+            CloudPaster(self.clouds),
+            self.standardisation(),
         )
 
     @property

@@ -19,7 +19,14 @@ from cloudxfer.runner.methods import PaperRow, method
 from cloudxfer.runner.plan import METRICS, RECORD_FILENAME
 from datamodules.runfiles import atomic_open
 
-__all__ = ["TableRow", "collect", "format_markdown", "format_paper_table", "write_csv"]
+__all__ = [
+    "TableRow",
+    "collect",
+    "format_image_quality",
+    "format_markdown",
+    "format_paper_table",
+    "write_csv",
+]
 
 COLUMNS: tuple[tuple[str, str, bool], ...] = tuple(
     (f"{name}{title}", f"{key}{suffix}", percent)
@@ -27,6 +34,12 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = tuple(
     for name, key, percent in (("OA", "oa", True), ("AA", "aa", True), ("Kappa", "kappa", False))
 )
 """(column title, metrics.json key, shown in percent)."""
+QUALITY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("PSNR (dB)", "psnr"), ("SSIM", "ssim"),
+    ("PSNR of the input", "psnr_input"), ("SSIM of the input", "ssim_input"),
+    ("tiles", "n_restored"),
+)  # fmt: skip
+"""Image quality of restoring rows (SPL): (column title, metrics.json key)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,33 @@ def _cell(row: TableRow, key: str, percent: bool) -> str:
     return text if len(row.seeds) < 2 else f"{text} ± {std:.{digits}f}"
 
 
+def format_image_quality(rows: Sequence[TableRow]) -> str:
+    """Markdown table of the restoring rows' PSNR / SSIM ("" when no row restores).
+
+    A row restores when its metrics count restored tiles (``n_restored``); its scores read
+    n/a where no test tile had a clear twin (real cloudy data).
+    """
+    restoring = [row for row in rows if "n_restored" in row.values]
+    if not restoring:
+        return ""
+    titles = " | ".join(title for title, _ in QUALITY_COLUMNS)
+    lines = [
+        "\nRestoration on the clouded test tiles with a clear twin (against that twin, in "
+        "reflectance):\n",
+        f"| model | {titles} | n |",
+        "|" + "---|" * (len(QUALITY_COLUMNS) + 2),
+    ]
+    for row in restoring:
+        cells = [_cell(row, key, False) for _, key in QUALITY_COLUMNS[:-1]]
+        tiles = row.values["n_restored"]  # the same test tiles at every seed
+        lines.append(
+            f"| {row.label} | "
+            + " | ".join([*cells, f"{int(tiles[0])}"])
+            + f" | {len(row.seeds)} |"
+        )
+    return "\n".join(lines)
+
+
 def format_markdown(rows: Sequence[TableRow]) -> str:
     """Markdown table (mean ± std over seeds when there are several; n = seeds)."""
     header = "| model | " + " | ".join(title for title, _, _ in COLUMNS) + " | n |"
@@ -126,7 +166,8 @@ def format_markdown(rows: Sequence[TableRow]) -> str:
         lines.append(
             f"\nTest tiles: {c.get('n')} ({c.get('n_cloudy')} cloudy, {c.get('n_clear')} clear)."
         )
-    return "\n".join(lines)
+    quality = format_image_quality(rows)
+    return "\n".join([*lines, quality] if quality else lines)
 
 
 def _layout(rows: Sequence[TableRow], layout: Sequence[PaperRow] | None) -> list[PaperRow]:
@@ -165,7 +206,8 @@ def format_paper_table(rows: Sequence[TableRow], layout: Sequence[PaperRow]) -> 
         lines.append(
             f"\nTest tiles: {c.get('n')} ({c.get('n_cloudy')} cloudy, {c.get('n_clear')} clear)."
         )
-    return "\n".join(lines)
+    quality = format_image_quality(rows)
+    return "\n".join([*lines, quality] if quality else lines)
 
 
 def write_csv(

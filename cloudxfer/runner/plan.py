@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from cloudxfer.runner.methods import Method, method, upstream_closure
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
 EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments").resolve()
 """The configs: ``experiments/`` of the source tree (``cloudxfer/experiments`` links to it),
 or the copy an installed package carries."""
+TARGET_DATA = "data.yaml"
+"""How a stage config that reads the target data names it (``data: data.yaml``)."""
 STAGE_DATASET = "sen12ms_cloud"
 """The data set folder holding the stage configs; another data set folder holds its own
 ``data.yaml`` (passed as ``--data`` after the stage config) and only the stage configs it
@@ -82,9 +86,21 @@ class Setting:
         """Return the data set's ``data.yaml`` (the stage configs include the shared one)."""
         return self.dataset_dir / "data.yaml"
 
-    def data_arguments(self) -> list[str]:
-        """``--data=<data.yaml>`` where the data set is not the stage configs' own."""
-        return [] if self.dataset == STAGE_DATASET else [f"--data={self.data_config()}"]
+    def data_arguments(self, m: Method) -> list[str]:
+        """``--data=<data.yaml>`` where the data set is not the stage configs' own.
+
+        Only for a method whose stage reads the target data (``data: data.yaml``): one on the
+        source domain (``source_pretrain``, ``spl_pretrain``) keeps its own data config.
+        """
+        if self.dataset == STAGE_DATASET or not reads_target_data(self.stage_config(m)):
+            return []
+        return [f"--data={self.data_config()}"]
+
+
+def reads_target_data(stage_config: Path) -> bool:
+    """Whether a stage config reads the target data set (``data: data.yaml``)."""
+    config = yaml.safe_load(stage_config.read_text(encoding="utf-8")) or {}
+    return isinstance(config, dict) and config.get("data") == TARGET_DATA
 
 
 @dataclass(frozen=True)
@@ -172,7 +188,7 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
             common = [
                 "--config", str(setting.profile),
                 "--config", str(setting.stage_config(m)),
-                *setting.data_arguments(),
+                *setting.data_arguments(m),
                 f"--profile.run_root={root}",
                 f"--profile.seed={seed}",
                 *setting.overrides,
@@ -186,12 +202,16 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 f"--wandb.job_type={m.stage}",
                 f"--wandb.tags=[seed{seed},{m.name}]",
             ]  # fmt: skip
-            run_id = _digest({
+            parts: dict[str, object] = {
                 "method": m.name, "stage": m.stage, "seed": seed,
                 "configs": configs[name],
                 "overrides": [*setting.overrides, *m.overrides, *setting.overrides_of(name)],
                 "upstream": [run.run_id for run in upstream],
-            })  # fmt: skip
+            }  # fmt: skip
+            if setting.dataset != STAGE_DATASET and not setting.data_arguments(m):
+                # such runs once read the other data set's data.yaml: a new id, not a reuse
+                parts["data"] = "own"
+            run_id = _digest(parts)
             runs[(name, seed)] = PlannedRun(
                 method=m,
                 seed=seed,

@@ -159,6 +159,14 @@ class StageModule(pl.LightningModule):
         """Extra figures about the teachers' outputs over the training tiles (e.g. kept share)."""
         return {}
 
+    def extra_test_metrics(self) -> dict[str, float]:
+        """Scores beside OA/AA/Kappa that a stage adds to ``metrics.json`` (e.g. PSNR, SSIM).
+
+        Called once at the end of a test epoch on every rank (torchmetrics states sync);
+        NaN is written as null.
+        """
+        return {}
+
     @property
     def inputs(self) -> list[str]:
         """Sample keys the stage's model reads."""
@@ -323,11 +331,18 @@ class StageModule(pl.LightningModule):
             self._evaluate(batch, self.val_metrics)
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/oa``, ``val/aa``, ``val/kappa`` (diagnostics) and keep the held-out loss."""
+        """Log ``val/oa``, ``val/aa``, ``val/kappa`` (diagnostics) and keep the held-out loss.
+
+        A stage that classifies nothing on its held-out tiles (a restoration network) keeps
+        its loss alone.
+        """
         values = self.val_metrics.compute()
         self.val_metrics.reset()
         means = self._val_means.compute(self._sum_over_ranks)
         if self.trainer.sanity_checking:
+            return
+        if not values["n"]:
+            self._val_record = dict(means)
             return
         self.log_dict(
             {f"val/{k}": v for k, v in values.items() if not k.startswith("n")}, sync_dist=False
@@ -406,7 +421,7 @@ class StageModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """Log test metrics and write ``metrics.json`` and ``predictions.csv`` to the log dir."""
-        values = self.test_metrics.compute()
+        values = {**self.test_metrics.compute(), **self.extra_test_metrics()}
         self.test_metrics.reset()
         self.log_dict({f"test/{k}": v for k, v in values.items()}, sync_dist=False)
         rows = gather_rows(self._test_rows)

@@ -66,6 +66,14 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def spl_restorer(chain_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SPL's restorer pre-trained on the chain's source images (smoke-sized), once."""
+    out = tmp_path_factory.mktemp("spl_pretrain")
+    cloudxfer("fit", *_stage_args(chain_run, "spl_pretrain"), f"--trainer.default_root_dir={out}")
+    return out / "checkpoints" / "best.ckpt"
+
+
 def _stage_args(out: Path, stage: str) -> list[str]:
     return [
         "--config",
@@ -356,12 +364,17 @@ def test_report_prints_metrics_and_diagnostics(
         ("ogm_ge", "teacher_sar", "from stage 'fusion'"),
         ("dsan", "teacher_sar", "from stage 'dsan'"),
         ("ttl", "teacher_sar", "from stage 'ttl'"),
+        ("spl", "teacher_opt", "from stage 'spl'"),
     ],
 )
 def test_comparison_rows_fit_test_and_never_serve_as_teachers(
-    chain_run: Path, tmp_path: Path, row: str, role: str, refusal: str
-) -> None:
+    chain_run: Path, tmp_path: Path, row: str, role: str, refusal: str,
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
     args = _stage_args(chain_run, row)
+    if row == "spl":  # its restorer (not part of the chain) and the clear twins the runner adds
+        restorer = request.getfixturevalue("spl_restorer")
+        args += [f"--model.init_args.restorer_from={restorer}", "--data.init_args.clear_twins=true"]
     cloudxfer("fit", *args, f"--trainer.default_root_dir={tmp_path}")
     ckpt = tmp_path / "checkpoints" / "best.ckpt"
     meta = read_metadata(ckpt)
@@ -378,6 +391,13 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
         assert meta["modality"] == "sar" and metrics["modality"] == "sar"
         (epoch,) = json.loads((tmp_path / "training.json").read_text())["epochs"]
         assert epoch["train"]["ttl/sar_share"] == 0.0
+    if row == "spl":  # optical; the easiest half of the pairs first; restoration scored
+        assert meta["modality"] == "opt" and meta["model"]["kind"] == "restore_then_classify"
+        (epoch,) = json.loads((tmp_path / "training.json").read_text())["epochs"]
+        assert epoch["train"]["spl/admitted_share"] == 0.5 and epoch["train"]["spl/pairs"] > 0
+        assert metrics["n_restored"] == metrics["n_cloudy"] > 0
+        assert metrics["psnr"] > 0 and 0 < metrics["ssim"] <= 1 and metrics["psnr_input"] > 0
+        assert (tmp_path / "test" / "restoration_examples.png").stat().st_size > 10_000
     if row.startswith("finetune"):  # the encoder stayed f_pre's: only the head was trained
         pre = torch.load(chain_run / "runs" / "source_pretrain" / "checkpoints" / "best.ckpt",
                          weights_only=False)["state_dict"]  # fmt: skip
@@ -487,6 +507,8 @@ def test_a_fit_killed_mid_stage_resumes_from_its_last_epoch(
     whole = tmp_path / "whole"
     cloudxfer("fit", *args, f"--trainer.default_root_dir={whole}")
     assert json.loads((whole / "training.json").read_text()) == record
+    # metrics.csv keeps the interrupted epochs' rows: it reads as the uninterrupted fit's
+    assert (tmp_path / "metrics.csv").read_text() == (whole / "metrics.csv").read_text()
     resumed = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
     straight = torch.load(whole / "checkpoints" / "best.ckpt", weights_only=False)
     assert resumed["global_step"] == straight["global_step"]
@@ -517,6 +539,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_refused_refit_leaves_the_previous_run_folder_as_it_was(
     chain_run: Path, tmp_path: Path
 ) -> None:
@@ -539,6 +562,7 @@ def test_a_refused_refit_leaves_the_previous_run_folder_as_it_was(
     assert _snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_an_unwritable_run_folder_is_one_error_naming_it(chain_run: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("a regular file where a folder should be")
