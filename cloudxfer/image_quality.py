@@ -1,22 +1,30 @@
-"""Image quality of a restoration on the test split: PSNR and SSIM against the clear twins.
+"""Image quality on the test split: PSNR and SSIM of restored or translated tiles vs clear twins.
 
 Scored in reflectance ([0, 1] after undoing the standardisation, clipped), where a data range
-of 1 is physical, and only on clouded tiles that have a clear twin (a clear tile is its own
-twin: its input would score an infinite PSNR). The cloudy input is scored on the same tiles, so
-the gain of the restoration reads off directly. torchmetrics states: they sync across DDP ranks.
+of 1 is physical. A restoration (SPL) is scored only on clouded tiles that have a clear twin (a
+clear tile is its own twin: its input would score an infinite PSNR), beside its cloudy input on
+the same tiles, so the gain of the restoration reads off directly; a SAR-to-optical translation
+(CycIT) on every tile with a clear twin. torchmetrics states: they sync across DDP ranks.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric, SumMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-__all__ = ["QUALITY_KEYS", "RestorationQuality", "to_reflectance"]
+__all__ = [
+    "QUALITY_KEYS",
+    "TRANSLATION_KEYS",
+    "RestorationQuality",
+    "TranslationQuality",
+    "to_reflectance",
+]
 
 DATA_RANGE = 1.0
 """Reflectance range the scores assume."""
@@ -85,4 +93,61 @@ class RestorationQuality(nn.Module):
         """Clear all states."""
         for metric in self.scores.values():
             metric.reset()
+        self.count.reset()
+
+
+TRANSLATION_KEYS: tuple[str, ...] = ("psnr", "ssim", "n_translated")
+"""What :meth:`TranslationQuality.compute` returns (``test/<key>`` in ``metrics.json``)."""
+
+
+class TranslationQuality(nn.Module):
+    """PSNR (mean over tiles) and SSIM of SAR-to-optical translations against clear twins.
+
+    For the CycIT row: every test tile with a clear twin is scored (a tile the cloud plan
+    left clear is its own twin, and its SAR input is no copy of it), in reflectance like
+    :class:`RestorationQuality`; the SAR input has no optical score to compare with.
+
+    Args:
+        mean: Per-channel optical mean of the standardisation (reflectance units).
+        std: Per-channel optical std of the standardisation.
+
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32), False)
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32), False)
+        self.psnr = PeakSignalNoiseRatio(data_range=DATA_RANGE, dim=(1, 2, 3))
+        self.ssim = StructuralSimilarityIndexMeasure(data_range=DATA_RANGE)
+        self.count = SumMetric()
+
+    def reflectance(self, images: Tensor) -> Tensor:
+        """Standardised optical images as clipped reflectance."""
+        mean, std = self.mean, self.std
+        assert isinstance(mean, Tensor) and isinstance(std, Tensor)
+        return to_reflectance(images.float(), mean, std)
+
+    def update(self, translated: Tensor, clear: Tensor, scored: Tensor) -> None:
+        """Add the tiles where ``scored`` (bool, (B,)) is True; images are standardised."""
+        n = int(scored.sum())
+        self.count.update(torch.tensor(float(n), device=translated.device))
+        if not n:
+            return
+        guess, truth = self.reflectance(translated[scored]), self.reflectance(clear[scored])
+        self.psnr.update(guess, truth)
+        self.ssim.update(guess, truth)
+
+    def compute(self) -> dict[str, float]:
+        """Return :data:`TRANSLATION_KEYS`; NaN scores where no tile had a clear twin."""
+        n = float(self.count.compute())
+        scores = {"psnr": math.nan, "ssim": math.nan}
+        if n > 0:
+            ssim = cast(Tensor, self.ssim.compute())  # a tensor unless asked for the full map
+            scores = {"psnr": float(self.psnr.compute()), "ssim": float(ssim)}
+        return {**scores, "n_translated": n}
+
+    def reset(self) -> None:
+        """Clear all states."""
+        self.psnr.reset()
+        self.ssim.reset()
         self.count.reset()

@@ -143,7 +143,7 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, float], **extra: 
     payload: dict[str, Any] = {
         k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
     }
-    for key in ("n", "n_cloudy", "n_clear", "n_restored"):
+    for key in ("n", "n_cloudy", "n_clear", "n_restored", "n_translated"):
         if isinstance(payload.get(key), float):
             payload[key] = int(payload[key])
     payload.update(extra)

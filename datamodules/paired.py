@@ -36,6 +36,7 @@ from datamodules.normalisation import (
 )
 from datamodules.runfiles import write_json
 from datamodules.sampling import EpochShuffle
+from datamodules.source_scenes import SourceScenesDataModule
 from datamodules.splits import (
     DEFAULT_LABELLED_PER_CLASS,
     DEFAULT_TEST_FRACTION,
@@ -219,6 +220,14 @@ class PairedDataModule(L.LightningDataModule):
             second stream: the train loader is then Lightning's ``CombinedLoader`` of
             ``{"target": <train_subset batch>, "labelled": <labelled batch>}`` (cycling the
             shorter), for methods that pair labelled and unlabelled batches (DSAN).
+        source_stream: Root of source-domain optical images (an image folder, as
+            ``SourceScenesDataModule`` reads it) to serve beside the train batches, unpaired:
+            the train loader is then Lightning's ``CombinedLoader`` with a ``"source"``
+            stream (and the train batches under ``"target"``) for methods that translate
+            between the target tiles and the source domain (CycIT's pre-training). The images
+            are resized to ``tile_size``, flipped at random and standardised with this data
+            set's *optical* standardisation, so they live where the target's optical tiles
+            (and f_S's inputs) do. None: no source stream.
         predict_subset: What the predict loader serves.
         sar_nan: NaN/inf policy for SAR (``fill`` or ``reject``).
         cache: Keep decoded tiles in memory after validation (when ``store`` is off).
@@ -251,6 +260,7 @@ class PairedDataModule(L.LightningDataModule):
         train_subset: TrainSubset = "unlabelled",
         labelled_stream: bool = False,
         clear_twins: bool = False,
+        source_stream: str | None = None,
         predict_subset: SubsetName = "test",
         sar_nan: SarNanPolicy = "fill",
         cache: bool = True,
@@ -291,6 +301,8 @@ class PairedDataModule(L.LightningDataModule):
         self.train_subset: TrainSubset = train_subset
         self.labelled_stream = labelled_stream
         self.clear_twins = clear_twins
+        self.source_stream = source_stream
+        self._source_images: SourceScenesDataModule | None = None
         self.predict_subset: SubsetName = predict_subset
         self.sar_nan: SarNanPolicy = sar_nan
         self.cache = cache
@@ -346,7 +358,40 @@ class PairedDataModule(L.LightningDataModule):
             "tile_size": self.tile_size,
             "tiling": self.tiling,
             **self._normalisation_extra(),
+            **self._source_stream_settings(),
         }
+
+    def _source_stream_settings(self) -> dict[str, Any]:
+        """Return what the source stream reads (recorded with the run; {} without one)."""
+        if self.source_stream is None:
+            return {}
+        return {"source_stream": {"root": self.source_stream, "image_size": self.tile_size}}
+
+    def source_images(self) -> SourceScenesDataModule:
+        """Return the source stream's images (see ``source_stream``), built once.
+
+        Raises:
+            ValueError: No ``source_stream`` is set.
+
+        """
+        if self.source_stream is None:
+            raise ValueError("no source_stream is set: there are no source images to serve")
+        if self._source_images is None:
+            self._source_images = SourceScenesDataModule(
+                root=self.source_stream,
+                mean=list(self.standardisation.opt_mean),
+                std=list(self.standardisation.opt_std),
+                image_size=self.tile_size,
+                val_fraction=0.0,  # every image trains: the stage validates on target tiles
+                split_seed=self.split_seed,
+                augment=True,
+                store=self.store,
+                store_dir=str(self.store_dir),
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+            )
+        return self._source_images
 
     @property
     def split_rows(self) -> list[SplitRow]:
@@ -450,13 +495,18 @@ class PairedDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader[Sample] | CombinedLoader:
         """Shuffled loader over ``train_subset`` less the held-out tiles (no ``drop_last``).
 
-        With ``labelled_stream``, paired with a shuffled loader over its labelled tiles.
+        With ``labelled_stream``, paired with a shuffled loader over its labelled tiles; with
+        ``source_stream``, with a shuffled loader over the source images (both: all three).
         """
         loader = self._loader("fit", shuffle=True)
-        if not self.labelled_stream:
+        streams: dict[str, DataLoader[Sample]] = {"target": loader}
+        if self.labelled_stream:
+            streams["labelled"] = self._loader("fit_labelled", shuffle=True)
+        if self.source_stream is not None:
+            streams["source"] = self.source_images().train_dataloader()
+        if len(streams) == 1:
             return loader
-        labelled = self._loader("fit_labelled", shuffle=True)
-        return CombinedLoader({"target": loader, "labelled": labelled}, mode="max_size_cycle")
+        return CombinedLoader(streams, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader[Sample]:
         """Loader over the tiles held out from ``train_subset`` (empty at ``val_fraction`` 0)."""

@@ -39,7 +39,9 @@ QUALITY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("PSNR of the input", "psnr_input"), ("SSIM of the input", "ssim_input"),
     ("tiles", "n_restored"),
 )  # fmt: skip
-"""Image quality of restoring rows (SPL): (column title, metrics.json key)."""
+"""Image quality of restoring (SPL) and translating (CycIT) rows: (column title, key)."""
+COUNT_KEYS = ("n_restored", "n_translated")
+"""What a row's scored tiles are counted as: restored, or translated."""
 
 
 @dataclass(frozen=True)
@@ -128,27 +130,29 @@ def _cell(row: TableRow, key: str, percent: bool) -> str:
 
 
 def format_image_quality(rows: Sequence[TableRow]) -> str:
-    """Markdown table of the restoring rows' PSNR / SSIM ("" when no row restores).
+    """Markdown table of the image-to-image rows' PSNR / SSIM ("" when there is none).
 
-    A row restores when its metrics count restored tiles (``n_restored``); its scores read
-    n/a where no test tile had a clear twin (real cloudy data).
+    A row restores (SPL) when its metrics count restored tiles (``n_restored``: the clouded
+    test tiles with a clear twin) and translates SAR to optical (CycIT) when they count
+    translated ones (``n_translated``: every test tile with a clear twin); a translation has
+    no input score. Scores read n/a where no test tile had a clear twin (real cloudy data).
     """
-    restoring = [row for row in rows if "n_restored" in row.values]
-    if not restoring:
+    scored = [row for row in rows if any(key in row.values for key in COUNT_KEYS)]
+    if not scored:
         return ""
     titles = " | ".join(title for title, _ in QUALITY_COLUMNS)
     lines = [
-        "\nRestoration on the clouded test tiles with a clear twin (against that twin, in "
-        "reflectance):\n",
+        "\nRestoration (on the clouded test tiles) and translation (on every test tile) with a "
+        "clear twin, against that twin, in reflectance:\n",
         f"| model | {titles} | n |",
         "|" + "---|" * (len(QUALITY_COLUMNS) + 2),
     ]
-    for row in restoring:
+    for row in scored:
         cells = [_cell(row, key, False) for _, key in QUALITY_COLUMNS[:-1]]
-        tiles = row.values["n_restored"]  # the same test tiles at every seed
+        tiles = next(row.values[key] for key in COUNT_KEYS if key in row.values)
         lines.append(
             f"| {row.label} | "
-            + " | ".join([*cells, f"{int(tiles[0])}"])
+            + " | ".join([*cells, f"{int(tiles[0])}"])  # the same test tiles at every seed
             + f" | {len(row.seeds)} |"
         )
     return "\n".join(lines)

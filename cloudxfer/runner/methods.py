@@ -48,8 +48,15 @@ _SPL_NEEDS = (
     ("model.init_args.classifier", _F_S),
 )
 _CLEAR_TWINS = ("--data.init_args.clear_twins=true",)
-"""SPL's data: the clear twins of the labelled (adaptation) and test (PSNR/SSIM) tiles; after
-``--data=<data set's data.yaml>`` on the command line, so every data set gets it."""
+"""SPL's and CycIT's data: the clear twins of the labelled (adaptation) and test (PSNR/SSIM)
+tiles; after ``--data=<data set's data.yaml>`` on the command line, so every data set gets it."""
+_CYCIT_NEEDS = (
+    ("model.init_args.translator_from", "cycit_pretrain"),
+    ("model.init_args.classifier", _F_S),
+)
+_SOURCE_STREAM = ("--data.init_args.source_stream=${...profile.source_root}",)
+"""CycIT's pre-training data: the source images beside the target tiles (the profile's
+``source_root``, interpolated relative to ``data.init_args``, as ``data.yaml`` does)."""
 _TEACHERS = (
     ("model.init_args.teacher_opt", "aux_opt"),
     ("model.init_args.teacher_sar", "aux_sar"),
@@ -80,6 +87,8 @@ METHODS: dict[str, Method] = {
         Method("spl", "spl.yaml", "spl", _SPL_NEEDS, _CLEAR_TWINS, "SPL (opt)", "Opt"),
         _row("kd_s", "auxiliary", _TEACHER, "KD-S (opt)", "Opt"),
         _row("finetune_sar", _F_S, _F_PRE, "Finetune (SAR)", "SAR"),
+        Method("cycit_pretrain", "cycit_pretrain.yaml", "cycit_pretrain", (), _SOURCE_STREAM),
+        Method("cycit", "cycit.yaml", "cycit", _CYCIT_NEEDS, _CLEAR_TWINS, "CycIT (SAR)", "SAR"),
         _row("ttl", "ttl", _FROM_F_S, "TTL (SAR)", "SAR"),
         _row("dsan", "dsan", _FROM_F_S, "DSAN (SAR)", "SAR"),
         _row("sl", "supervised", (), "SL (opt & SAR)", "Opt & SAR"),
@@ -146,7 +155,7 @@ _ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("SPL", "Opt", "spl"),
     ("KD-S", "Opt", "kd_s"),
     ("Finetune", "SAR", "finetune_sar"),
-    ("CycIT", "SAR", None),
+    ("CycIT", "SAR", "cycit"),
     ("TTL", "SAR", "ttl"),
     ("DSAN", "SAR", "dsan"),
     ("SL", "Opt & SAR", "sl"),
@@ -171,7 +180,7 @@ _PUBLISHED: dict[str, dict[str, tuple[float, float, float]]] = {
     "table1": {
         "finetune_opt": (47.04, 59.717, 0.379), "spl": (42.54, 47.17, 0.356),
         "kd_s": (59.38, 62.38, 0.531), "finetune_sar": (22.64, 22.06, 0.140),
-        "CycIT": (30.59, 28.86, 0.221), "ttl": (26.84, 10.12, 0.113),
+        "cycit": (30.59, 28.86, 0.221), "ttl": (26.84, 10.12, 0.113),
         "dsan": (48.52, 20.70, 0.395), "sl": (42.54, 43.53, 0.344),
         "kdhn": (68.60, 69.63, 0.640), "tlf": (69.31, 65.89, 0.654),
         "target": (78.50, 76.64, 0.754),
@@ -179,7 +188,7 @@ _PUBLISHED: dict[str, dict[str, tuple[float, float, float]]] = {
     "table2": {
         "finetune_opt": (55.06, 53.87, 0.483), "spl": (55.34, 62.11, 0.482),
         "kd_s": (55.27, 61.95, 0.481), "finetune_sar": (19.62, 20.12, 0.103),
-        "CycIT": (17.52, 16.59, 0.124), "ttl": (23.84, 10.90, 0.094),
+        "cycit": (17.52, 16.59, 0.124), "ttl": (23.84, 10.90, 0.094),
         "dsan": (41.80, 40.06, 0.308), "sl": (42.54, 43.53, 0.344),
         "kdhn": (63.02, 65.39, 0.574), "tlf": (62.92, 59.60, 0.583),
         "target": (75.17, 75.83, 0.716),
@@ -187,7 +196,7 @@ _PUBLISHED: dict[str, dict[str, tuple[float, float, float]]] = {
     "table3": {
         "finetune_opt": (36.67, 33.25, 0.285), "spl": (22.62, 26.02, 0.139),
         "kd_s": (42.73, 38.90, 0.343), "finetune_sar": (46.32, 34.61, 0.372),
-        "CycIT": (21.44, 21.07, 0.123), "ttl": (13.69, 12.06, 0.120),
+        "cycit": (21.44, 21.07, 0.123), "ttl": (13.69, 12.06, 0.120),
         "dsan": (60.46, 49.34, 0.525), "sl": (40.62, 34.35, 0.313),
         "kdhn": (44.57, 38.38, 0.361), "tlf": (52.69, 49.68, 0.431),
         "target": (68.00, 55.08, 0.623),
@@ -196,7 +205,7 @@ _PUBLISHED: dict[str, dict[str, tuple[float, float, float]]] = {
     "table4": {
         "finetune_opt": (36.27, 33.55, 0.284), "spl": (23.65, 27.80, 0.161),
         "kd_s": (40.35, 35.26, 0.317), "finetune_sar": (44.70, 35.91, 0.362),
-        "CycIT": (19.50, 21.13, 0.119), "ttl": (12.21, 14.22, 0.134),
+        "cycit": (19.50, 21.13, 0.119), "ttl": (12.21, 14.22, 0.134),
         "dsan": (60.68, 46.41, 0.526), "sl": (40.62, 34.35, 0.313),
         "kdhn": (40.57, 35.64, 0.321), "tlf": (42.73, 40.60, 0.353),
         "target": (65.08, 49.57, 0.583),

@@ -2,6 +2,8 @@
 
 from cloudxfer.stages.auxiliary import AuxiliaryDistillation
 from cloudxfer.stages.base import StageModule
+from cloudxfer.stages.cycit import CycleTranslationAdaptation
+from cloudxfer.stages.cyclegan import CycleGanPretrain
 from cloudxfer.stages.dsan import SubdomainAdaptation
 from cloudxfer.stages.fusion import LateFusionDistillation
 from cloudxfer.stages.ogm_ge import OgmGeFusion
@@ -14,6 +16,8 @@ from cloudxfer.stages.ttl import TransitiveTransfer
 
 __all__ = [
     "AuxiliaryDistillation",
+    "CycleGanPretrain",
+    "CycleTranslationAdaptation",
     "LateFusionDistillation",
     "OgmGeFusion",
     "RestorationPretrain",

@@ -312,10 +312,17 @@ class StageModule(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Return the stage's loss; log every figure of ``compute_loss``, average it per epoch."""
         loss, logs = self.compute_loss(batch)
-        n = self.batch_size_of(batch)
+        self.record_training_step(loss, logs, self.batch_size_of(batch))
+        return loss
+
+    def record_training_step(self, loss: Tensor, logs: dict[str, Tensor], n: int) -> None:
+        """Log a training step's figures and add them to the epoch means (weight ``n``).
+
+        Stages with their own training step (manual optimisation: CycIT's CycleGAN) call it
+        too, so their epochs enter ``training.json`` like every other stage's.
+        """
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=n)
         self._train_means.add({"loss": loss.detach(), **logs}, n)
-        return loss
 
     def batch_size_of(self, batch: Batch) -> int:
         """Return the samples in a training batch (its weight in the epoch means)."""

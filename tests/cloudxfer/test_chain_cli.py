@@ -74,6 +74,17 @@ def spl_restorer(chain_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out / "checkpoints" / "best.ckpt"
 
 
+@pytest.fixture(scope="module")
+def cycit_translator(chain_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CycIT's CycleGAN pre-trained on the chain's target SAR and source images, once."""
+    out = tmp_path_factory.mktemp("cycit_pretrain")
+    cloudxfer(
+        "fit", *_stage_args(chain_run, "cycit_pretrain"), f"--trainer.default_root_dir={out}",
+        "--data.init_args.source_stream=${...profile.source_root}",  # as the runner adds it
+    )  # fmt: skip
+    return out / "checkpoints" / "best.ckpt"
+
+
 def _stage_args(out: Path, stage: str) -> list[str]:
     return [
         "--config",
@@ -365,6 +376,7 @@ def test_report_prints_metrics_and_diagnostics(
         ("dsan", "teacher_sar", "from stage 'dsan'"),
         ("ttl", "teacher_sar", "from stage 'ttl'"),
         ("spl", "teacher_opt", "from stage 'spl'"),
+        ("cycit", "teacher_sar", "from stage 'cycit'"),
     ],
 )
 def test_comparison_rows_fit_test_and_never_serve_as_teachers(
@@ -375,6 +387,10 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
     if row == "spl":  # its restorer (not part of the chain) and the clear twins the runner adds
         restorer = request.getfixturevalue("spl_restorer")
         args += [f"--model.init_args.restorer_from={restorer}", "--data.init_args.clear_twins=true"]
+    if row == "cycit":  # its pre-trained CycleGAN and the clear twins the runner adds
+        translator = request.getfixturevalue("cycit_translator")
+        args += [f"--model.init_args.translator_from={translator}"]
+        args += ["--data.init_args.clear_twins=true"]
     cloudxfer("fit", *args, f"--trainer.default_root_dir={tmp_path}")
     ckpt = tmp_path / "checkpoints" / "best.ckpt"
     meta = read_metadata(ckpt)
@@ -398,6 +414,23 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
         assert metrics["n_restored"] == metrics["n_cloudy"] > 0
         assert metrics["psnr"] > 0 and 0 < metrics["ssim"] <= 1 and metrics["psnr_input"] > 0
         assert (tmp_path / "test" / "restoration_examples.png").stat().st_size > 10_000
+    if row == "cycit":  # SAR translated, f_S classifies; both CycleGAN steps; translation scored
+        assert meta["modality"] == "sar" and meta["model"]["kind"] == "translate_then_classify"
+        (epoch,) = json.loads((tmp_path / "training.json").read_text())["epochs"]
+        train = epoch["train"]
+        assert train["gan/paired_share"] == 1.0 and train["loss/paired"] > 0  # every twin served
+        assert train["loss/discriminator"] > 0 and math.isfinite(epoch["val"]["loss"])
+        assert metrics["n_translated"] == metrics["n"] > 0  # every test tile has its twin
+        assert metrics["psnr"] > 0 and 0 < metrics["ssim"] <= 1 and "psnr_input" not in metrics
+        assert (tmp_path / "test" / "translation_examples.png").stat().st_size > 10_000
+        pre = torch.load(request.getfixturevalue("cycit_translator"), weights_only=False)
+        mine = torch.load(ckpt, weights_only=False)["state_dict"]
+        moved = [
+            k
+            for k, v in pre["state_dict"].items()
+            if not torch.equal(v, mine[k.replace("model.", "model.translator.", 1)])
+        ]
+        assert any(".sar_to_opt." in k for k in moved) and any(".d_opt." in k for k in moved)
     if row.startswith("finetune"):  # the encoder stayed f_pre's: only the head was trained
         pre = torch.load(chain_run / "runs" / "source_pretrain" / "checkpoints" / "best.ckpt",
                          weights_only=False)["state_dict"]  # fmt: skip
