@@ -115,7 +115,10 @@ class SceneMetrics(nn.Module):
         for key in self.collections:
             collection = self._collection(key)
             postfix = "" if key == "all" else key
-            count = float(self._count(key).compute())
+            counter = self._count(key)
+            # no batch seen (a stage that classifies nothing on held-out tiles): 0 tiles,
+            # without torchmetrics' compute-before-update warning
+            count = float(counter.compute()) if counter.update_called else 0.0
             out[f"n{postfix}"] = count
             if count > 0:
                 out.update({name: float(v) for name, v in collection.compute().items()})

@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -99,3 +100,11 @@ def test_tiles_without_a_label_are_not_scored() -> None:
     out = metrics.compute()
     assert out["n"] == 2 and out["n_cloudy"] == 1 and out["n_clear"] == 1
     assert out["oa"] == pytest.approx(1.0)
+
+
+def test_metrics_of_no_batch_are_zero_tiles_without_a_warning() -> None:
+    metrics = SceneMetrics(num_classes=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchmetrics' compute-before-update warning fails
+        values = metrics.compute()
+    assert values["n"] == 0 and values["n_cloudy"] == 0 and math.isnan(values["oa"])
