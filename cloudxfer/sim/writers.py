@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -21,23 +22,29 @@ _PREDICTOR = {"uint16": 2, "uint8": 2, "float32": 3}
 GEOTIFF_BLOCK = 256  # tile side of scene-sized GeoTIFFs (as tiled GeoTIFFs and COGs use)
 
 
+def _profile(
+    bands: int, height: int, width: int, dtype: str, epsg: int, transform: Affine
+) -> dict[str, Any]:
+    """Return the creation options every simulated GeoTIFF shares (deflate, a predictor)."""
+    return {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": bands,
+        "dtype": dtype,
+        "crs": CRS.from_epsg(epsg),
+        "transform": transform,
+        "compress": "deflate",
+        "predictor": _PREDICTOR[dtype],
+    }
+
+
 def write_geotiff(path: Path, array: np.ndarray, epsg: int, transform: Affine) -> None:
     """Write a (bands, H, W) array as a compressed GeoTIFF without timestamps or extra tags."""
     bands, height, width = array.shape
-    dtype = str(array.dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=bands,
-        dtype=dtype,
-        crs=CRS.from_epsg(epsg),
-        transform=transform,
-        compress="deflate",
-        predictor=_PREDICTOR[dtype],
+        path, "w", **_profile(bands, height, width, str(array.dtype), epsg, transform)
     ) as dst:
         dst.write(array)
 
@@ -57,19 +64,11 @@ def open_geotiff(
     return rasterio.open(
         path,
         "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=bands,
-        dtype=dtype,
-        crs=CRS.from_epsg(epsg),
-        transform=transform,
+        **_profile(bands, height, width, dtype, epsg, transform),
         nodata=nodata,
         tiled=True,
         blockxsize=GEOTIFF_BLOCK,
         blockysize=GEOTIFF_BLOCK,
-        compress="deflate",
-        predictor=_PREDICTOR[dtype],
     )
 
 
