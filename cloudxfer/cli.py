@@ -56,6 +56,11 @@ class Profile:
     epochs_finetune: int = 200
     epochs_auxiliary: int = 200
     epochs_target: int = 200
+    epochs_translation: int = 200
+    """Bound for SPL's and CycIT's adaptation on the 20 labelled pairs per class (short epochs)."""
+    translation_pretrain_batches: int | float = 1.0
+    """Training batches per epoch of SPL's and CycIT's pre-training (Lightning's
+    ``limit_train_batches``: a share or a count; each epoch draws a new shuffle)."""
     batch_size: int = 64
     lr: float = 1e-2
     momentum: float = 0.9

@@ -32,6 +32,10 @@ class Method:
     """Row label in result tables (empty: an upstream stage, not a row)."""
     group: str = ""
     """Modality group of the row: ``Opt``, ``SAR``, ``Opt & SAR`` or ``Source``."""
+    per_seed: bool = True
+    """False for a pre-trained model the paper takes as given (f_pre, SPL's restorer, CycIT's
+    translator): trained once, at a table's first seed, and read by every seed's runs; each
+    seed varies what is trained from it (README, "Running methods over seeds")."""
 
     @property
     def tested(self) -> bool:
@@ -79,15 +83,18 @@ def _f2(name: str, label: str, *overrides: str) -> Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("source_pretrain", "source_pretrain.yaml", "source_pretrain"),
+        Method("source_pretrain", "source_pretrain.yaml", "source_pretrain", per_seed=False),
         _row(_F_S, _F_S, _F_PRE, "Source f_S (opt)", "Source"),
         # comparison rows (docs/baselines.md)
         _row("finetune_opt", _F_S, _F_PRE, "Finetune (opt)", "Opt"),
-        Method("spl_pretrain", "spl_pretrain.yaml", "spl_pretrain"),
+        Method("spl_pretrain", "spl_pretrain.yaml", "spl_pretrain", per_seed=False),
         Method("spl", "spl.yaml", "spl", _SPL_NEEDS, _CLEAR_TWINS, "SPL (opt)", "Opt"),
         _row("kd_s", "auxiliary", _TEACHER, "KD-S (opt)", "Opt"),
         _row("finetune_sar", _F_S, _F_PRE, "Finetune (SAR)", "SAR"),
-        Method("cycit_pretrain", "cycit_pretrain.yaml", "cycit_pretrain", (), _SOURCE_STREAM),
+        Method(
+            "cycit_pretrain", "cycit_pretrain.yaml", "cycit_pretrain", (), _SOURCE_STREAM,
+            per_seed=False,
+        ),  # fmt: skip
         Method("cycit", "cycit.yaml", "cycit", _CYCIT_NEEDS, _CLEAR_TWINS, "CycIT (SAR)", "SAR"),
         _row("ttl", "ttl", _FROM_F_S, "TTL (SAR)", "SAR"),
         _row("dsan", "dsan", _FROM_F_S, "DSAN (SAR)", "SAR"),
@@ -222,6 +229,9 @@ def _table(name: str) -> tuple[PaperRow, ...]:
 
 
 TABLES: dict[str, tuple[PaperRow, ...]] = {name: _table(name) for name in _PUBLISHED}
+"""The paper's tables: Table I (NWPU role -> SEN12MS Cloud), Table II (AID role -> SEN12MS
+Cloud), Table III (NWPU role -> Hunan Cloud), Table IV (AID role -> Hunan Cloud); a row with
+no method prints "not run"."""
 TABLE_SETTINGS: dict[str, tuple[str, str]] = {
     "table1": ("sen12ms_cloud", "nwpu"),
     "table2": ("sen12ms_cloud", "aid"),
@@ -229,6 +239,3 @@ TABLE_SETTINGS: dict[str, tuple[str, str]] = {
     "table4": ("cloudy_pairs", "aid"),
 }
 """Each table's target data set folder and source role."""
-"""The paper's tables: Table I (NWPU role -> SEN12MS Cloud), Table II (AID role -> SEN12MS
-Cloud), Table III (NWPU role -> Hunan Cloud), Table IV (AID role -> Hunan Cloud); a row with
-no method prints "not run"."""

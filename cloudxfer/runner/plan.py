@@ -172,7 +172,11 @@ def _config_texts(setting: Setting, m: Method) -> dict[str, str]:
 
 
 def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list[PlannedRun]:
-    """Every run the methods need at every seed, upstream first, each exactly once."""
+    """Every run the methods need at every seed, upstream first, each exactly once.
+
+    A method that is not ``per_seed`` (a pre-trained model) runs at the first seed only, and
+    every seed's runs read that run.
+    """
     order = upstream_closure(list(methods))
     configs = {name: _config_texts(setting, method(name)) for name in order}
     runs: dict[tuple[str, int], PlannedRun] = {}
@@ -180,7 +184,13 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
         root = setting.run_root(seed)
         for name in order:
             m = method(name)
+            if not m.per_seed and seed != seeds[0]:
+                runs[(name, seed)] = runs[(name, seeds[0])]  # one pre-trained model per plan
+                continue
             upstream = tuple(runs[(up, seed)] for _, up in m.needs)
+            if not m.per_seed and any(run.method.per_seed for run in upstream):
+                raise ValueError(f"{name} is trained once for every seed: it cannot read "
+                                 "a per-seed run")  # fmt: skip
             inputs = [
                 f"--{a}={run.checkpoint}" for (a, _), run in zip(m.needs, upstream, strict=True)
             ]
@@ -222,4 +232,4 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 fit_args=tuple(common),
                 test_args=(*common, f"--ckpt_path={directory / CHECKPOINT}"),
             )
-    return list(runs.values())
+    return list({run.key: run for run in runs.values()}.values())
