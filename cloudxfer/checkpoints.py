@@ -37,14 +37,14 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or does not fit where it is used."""
 
 
-def _load(path: str | Path) -> dict[str, Any]:
+def _load(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         # Lightning checkpoints hold hyper-parameters and loop state (plain Python objects),
         # which the weights-only unpickler rejects; these files come from the user's own runs.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as err:  # noqa: BLE001
         # Unpickling damaged bytes fails in arbitrary ways (UnicodeDecodeError, ValueError,
         # AttributeError, ModuleNotFoundError, ... found by tests/test_fuzz.py): any failure
@@ -62,9 +62,13 @@ def _metadata(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Return the ``cloudxfer`` metadata block of a checkpoint, or raise CheckpointError."""
-    return _metadata(_load(path), path)
+def read_metadata(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Return the ``cloudxfer`` metadata block of a checkpoint, or raise CheckpointError.
+
+    ``mmap``: map the weights instead of reading them, a cheap check that the file loads (a
+    truncated file or damaged record fails either way; torch keeps no checksum of the weights).
+    """
+    return _metadata(_load(path, mmap), path)
 
 
 def validate_metadata(

@@ -2,9 +2,11 @@
 
 A run whose folder holds a finished fit of the same id (``stage_done.json``) and a valid
 checkpoint of its stage is reused; one interrupted mid-way resumes from its ``last.ckpt``; a
-folder made with another configuration is refused, never silently reused. Each finished run
-prints one progress line with its test metrics and wall time. ``jobs`` > 1 runs independent
-runs side by side, one GPU each where there are enough.
+folder made with another configuration is refused, never silently reused. A finished run whose
+checkpoint does not load (truncated, damaged, missing) is fitted again from scratch, and so is
+an interrupted one whose ``last.ckpt`` does not load, each with one line saying why. Each
+finished run prints one progress line with its test metrics and wall time. ``jobs`` > 1 runs
+independent runs side by side, one GPU each where there are enough.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 from cloudxfer.checkpoints import CheckpointError, read_metadata
@@ -24,8 +27,9 @@ from datamodules.runfiles import write_json
 __all__ = [
     "DONE_FILENAME",
     "RunnerError",
+    "checkpoint_problem",
     "execute",
-    "fit_complete",
+    "fit_finished",
 ]
 
 DONE_FILENAME = "stage_done.json"
@@ -35,15 +39,27 @@ class RunnerError(RuntimeError):
     """A run cannot start or failed; the message names the run and its folder."""
 
 
-def fit_complete(run: PlannedRun) -> bool:
-    """Whether the run's fit finished with this id and left a checkpoint of its stage."""
+def fit_finished(run: PlannedRun) -> bool:
+    """Whether the run's folder records a finished fit of this id (its checkpoint unchecked)."""
     done = read_record(run.directory / DONE_FILENAME)
-    if done is None or done.get("id") != run.run_id:
-        return False
+    return done is not None and done.get("id") == run.run_id
+
+
+def checkpoint_problem(run: PlannedRun, path: Path) -> str | None:
+    """Say what keeps the checkpoint at ``path`` from serving this run, or None when it can.
+
+    The file is loaded with its weights mapped, not read: a truncated file or a damaged record
+    fails to load all the same, and a large checkpoint costs no second full read.
+    """
+    if not path.is_file():
+        return f"checkpoint {path} is missing"
     try:
-        return read_metadata(run.checkpoint)["stage"] == run.method.stage
-    except CheckpointError:
-        return False
+        stage = read_metadata(path, mmap=True)["stage"]
+    except CheckpointError as err:
+        return f"checkpoint {path} is unreadable ({str(err).removeprefix(f'{path}: ')})"
+    if stage != run.method.stage:
+        return f"checkpoint {path} is from stage {stage!r}, not {run.method.stage!r}"
+    return None
 
 
 def _claim(run: PlannedRun) -> None:
@@ -81,8 +97,33 @@ def _metrics_line(metrics: dict[str, Any] | None) -> str:
     )
 
 
+def _fit_start(run: PlannedRun, log: Callable[[str], None]) -> list[str] | None:
+    """Return how the run's fit starts (resume or afresh), or None: it is finished and sound.
+
+    The folder is this run's (claimed by its id). A finished fit whose result does not load is
+    fitted again from scratch (its ``last.ckpt`` ended that fit: resuming would not rewrite the
+    result); an interrupted one resumes its last epoch, or starts again when that checkpoint
+    does not load or a fit killed before its first epoch left none.
+    """
+    name = f"{run.method.name} seed {run.seed}"
+    if fit_finished(run):
+        problem = checkpoint_problem(run, run.checkpoint)
+        if problem is None:
+            return None
+        log(f"{name}: {problem}; re-running")
+        return ["--overwrite=true"]
+    last = run.resume_checkpoint
+    if not last.is_file():
+        return ["--overwrite=true"]
+    problem = checkpoint_problem(run, last)
+    if problem is None:
+        return [f"--ckpt_path={last}"]
+    log(f"{name}: {problem}; starting again instead of resuming")
+    return ["--overwrite=true"]
+
+
 def run_one(
-    run: PlannedRun, env: dict[str, str] | None = None
+    run: PlannedRun, env: dict[str, str] | None = None, log: Callable[[str], None] = print
 ) -> tuple[dict[str, Any] | None, bool]:
     """Fit (or reuse, or resume) and test one run.
 
@@ -92,15 +133,12 @@ def run_one(
     """
     _claim(run)
     metrics_path = run.directory / METRICS
-    reused = fit_complete(run)
-    if not reused:
+    start = _fit_start(run, log)
+    reused = start is None
+    if start is not None:
         (run.directory / DONE_FILENAME).unlink(missing_ok=True)
         metrics_path.unlink(missing_ok=True)  # a new fit makes the old scores stale
-        # The folder is this run's (claimed by its id): resume its last epoch, or start
-        # again over whatever a fit killed before its first epoch left.
-        last = run.resume_checkpoint
-        resume = [f"--ckpt_path={last}"] if last.is_file() else ["--overwrite=true"]
-        _call(run, [*run.command("fit"), *resume], env)
+        _call(run, [*run.command("fit"), *start], env)
         write_json(
             run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}
         )
@@ -155,7 +193,7 @@ def execute(
                     break
                 pending.remove(run)
                 slot = free.pop(0)
-                future = pool.submit(run_one, run, envs[slot])
+                future = pool.submit(run_one, run, envs[slot], log)
                 running[future] = (run, slot, time.perf_counter())
             if not running:
                 names = ", ".join(f"{r.method.name}/{r.seed}" for r in pending)

@@ -92,7 +92,11 @@ METHODS: dict[str, Method] = {
         _row("kd_s", "auxiliary", _TEACHER, "KD-S (opt)", "Opt"),
         _row("finetune_sar", _F_S, _F_PRE, "Finetune (SAR)", "SAR"),
         Method(
-            "cycit_pretrain", "cycit_pretrain.yaml", "cycit_pretrain", (), _SOURCE_STREAM,
+            "cycit_pretrain",
+            "cycit_pretrain.yaml",
+            "cycit_pretrain",
+            (),
+            _SOURCE_STREAM,
             per_seed=False,
         ),  # fmt: skip
         Method("cycit", "cycit.yaml", "cycit", _CYCIT_NEEDS, _CLEAR_TWINS, "CycIT (SAR)", "SAR"),

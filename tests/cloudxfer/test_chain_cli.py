@@ -518,8 +518,10 @@ class KillAtEpoch(pl.Callback):
 
 @pytest.mark.slow
 def test_a_fit_killed_mid_stage_resumes_from_its_last_epoch(
-    chain_run: Path, tmp_path: Path
+    chain_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from cloudxfer.cli import main
+
     killer = {"class_path": f"{__name__}.KillAtEpoch", "init_args": {"epoch": 2}}
     args = [
         *_stage_args(chain_run, "aux_sar"),
@@ -546,6 +548,20 @@ def test_a_fit_killed_mid_stage_resumes_from_its_last_epoch(
     straight = torch.load(whole / "checkpoints" / "best.ckpt", weights_only=False)
     assert resumed["global_step"] == straight["global_step"]
     assert all(torch.equal(v, straight["state_dict"][k]) for k, v in resumed["state_dict"].items())
+    # Same seed, data and config, same test outputs byte for byte: the resumed fit, the
+    # uninterrupted one and a second uninterrupted fit, this time in the test's own process
+    # (what an earlier run left in a process does not reach the results). metrics.json holds
+    # no wall time, path or date, so the whole file compares.
+    monkeypatch.setattr(sys, "argv", ["cloudxfer"])  # in-process: the CLI reads only our args
+    again = tmp_path / "again"
+    assert main(["fit", *args, f"--trainer.default_root_dir={again}"]) == 0
+    for folder in (tmp_path, whole, again):
+        best = folder / "checkpoints" / "best.ckpt"
+        test_args = [f"--trainer.default_root_dir={folder}", f"--ckpt_path={best}"]
+        assert main(["test", *args, *test_args]) == 0
+    for name in ("metrics.json", "predictions.csv"):
+        outputs = [(folder / "test" / name).read_bytes() for folder in (tmp_path, whole, again)]
+        assert outputs[0] and outputs[1] == outputs[0] and outputs[2] == outputs[0], name
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The runner: graph resolution, ids, reuse, resume, refusal, --print-commands, tables."""
+"""The runner: graph resolution, ids, reuse, resume, re-runs, refusal, --print-commands, tables."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-from cloudxfer.checkpoints import METADATA_KEY
+from cloudxfer.chain import main as chain_main
+from cloudxfer.checkpoints import METADATA_KEY, read_metadata
 from cloudxfer.reporting.tables import collect, format_markdown, format_paper_table, write_csv
 from cloudxfer.runner import METHODS, RunnerError, Setting, execute, plan, upstream_closure
 from cloudxfer.runner import executor as execute_module
@@ -51,14 +52,18 @@ def test_upstream_closure_rejects_unknown_and_cycles(monkeypatch: pytest.MonkeyP
 
 def test_plan_shares_upstream_runs_per_seed_and_ids_are_stable(tmp_path: Path) -> None:
     runs = plan(["target", "target_noirm"], [0, 1], _setting(tmp_path))
-    assert len(runs) == 2 * 6  # 4 upstream + 2 rows per seed, the upstream ones shared
+    # f_pre once (a pre-trained model, at the first seed); f_S, two F1 and two rows per seed
+    assert len(runs) == 1 + 2 * 5
     keys = [r.key for r in runs]
-    assert len(set(keys)) == len(keys)
+    assert len(set(keys)) == len(keys) and ("source_pretrain", 1) not in keys
     again = plan(["target", "target_noirm"], [0, 1], _setting(tmp_path))
     assert [r.run_id for r in runs] == [r.run_id for r in again]
     by_key = {r.key: r for r in runs}
     target, noirm = by_key[("target", 0)], by_key[("target_noirm", 0)]
     assert target.upstream == noirm.upstream  # the same F1 and f_S runs feed both rows
+    pretrain = by_key[("source_pretrain", 0)]
+    assert by_key[("source_finetune", 1)].upstream == (pretrain,)  # seed 1 reads seed 0's f_pre
+    assert by_key[("source_finetune", 1)].run_id != by_key[("source_finetune", 0)].run_id
     assert target.run_id != noirm.run_id and target.run_id != by_key[("target", 1)].run_id
     assert f"--model.init_args.teacher_opt={by_key[('aux_opt', 0)].checkpoint}" in target.fit_args
     assert "--model.init_args.irm=none" in noirm.fit_args
@@ -138,6 +143,71 @@ def test_execute_runs_in_order_then_reuses_and_resumes(
     assert calls[0][-1] == f"--ckpt_path={runs[-1].resume_checkpoint}"
     assert runs[-1].resume_checkpoint.name == "last.ckpt"
     assert runs[-1].checkpoint.name == "best.ckpt"
+
+
+def test_an_unreadable_checkpoint_is_reported_and_its_run_fitted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    runs = plan(["target"], [0], _setting(tmp_path))
+    execute(runs, log=lambda _: None)
+    by_name = {r.method.name: r for r in runs}
+    # a finished run's result truncated: reported with its path, fitted again from scratch
+    # (not resumed from the last.ckpt that ended it) and tested again; the rest is reused
+    aux = by_name["aux_opt"].checkpoint
+    aux.write_bytes(aux.read_bytes()[:100])
+    calls.clear()
+    lines: list[str] = []
+    execute(runs, log=lines.append)
+    assert [(_folder(c).name, c[3]) for c in calls] == [("aux_opt", "fit"), ("aux_opt", "test")]
+    assert calls[0][-1] == "--overwrite=true"
+    (line,) = [x for x in lines if " is unreadable (" in x]
+    assert line.startswith(f"aux_opt seed 0: checkpoint {aux} is unreadable (not a readable ")
+    assert line.endswith("); re-running") and "\n" not in line
+    assert read_metadata(aux)["stage"] == "auxiliary"  # the new fit's result
+    # a finished run's result gone: the same
+    by_name["source_pretrain"].checkpoint.unlink()
+    calls.clear()
+    lines.clear()
+    execute(runs, log=lines.append)
+    assert [(_folder(c).name, c[-1]) for c in calls] == [("source_pretrain", "--overwrite=true")]
+    pre = by_name["source_pretrain"].checkpoint
+    assert f"source_pretrain seed 0: checkpoint {pre} is missing; re-running" in lines
+    # ... or of another stage
+    torch.save({"state_dict": {}, METADATA_KEY: {"stage": "target"}}, aux)
+    lines.clear()
+    execute(runs, log=lines.append)
+    other = f"aux_opt seed 0: checkpoint {aux} is from stage 'target', not 'auxiliary'"
+    assert f"{other}; re-running" in lines
+    # an interrupted run whose last.ckpt is damaged: not resumed from it, started again
+    target = by_name["target"]
+    (target.directory / "stage_done.json").unlink()
+    target.resume_checkpoint.write_bytes(b"not a checkpoint")
+    calls.clear()
+    lines.clear()
+    execute(runs, log=lines.append)
+    assert [c[3] for c in calls] == ["fit", "test"] and calls[0][-1] == "--overwrite=true"
+    assert not any(a.startswith("--ckpt_path=") for a in calls[0])
+    (line,) = [x for x in lines if " is unreadable (" in x]
+    assert line.startswith(f"target seed 0: checkpoint {target.resume_checkpoint} is unreadable (")
+    assert line.endswith("); starting again instead of resuming")
+    # the chain sits on the same runner: it reports and re-runs the same way
+    monkeypatch.setattr("cloudxfer.reporting.curves.plot_loss_curves", lambda *a: tmp_path)
+    out = tmp_path / "chain"
+    chain = ["--profile", "smoke", "--out", str(out), "--no-compare"]
+    assert chain_main(chain) == 0
+    f_s = out / "runs" / "source_finetune" / "checkpoints" / "best.ckpt"
+    f_s.write_bytes(f_s.read_bytes()[:-10])
+    calls.clear()
+    capsys.readouterr()
+    assert chain_main(chain) == 0
+    assert [(_folder(c).name, c[3]) for c in calls] == [
+        ("source_finetune", "fit"), ("source_finetune", "test")
+    ]  # fmt: skip
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if " is unreadable (" in x]
+    assert line.startswith(f"source_finetune seed 0: checkpoint {f_s} is unreadable (")
+    assert line.endswith("); re-running")
 
 
 def test_execute_refuses_a_folder_of_another_configuration_and_reports_failures(
