@@ -14,34 +14,21 @@ import dataclasses
 import time
 from pathlib import Path
 
-from cloudxfer.diagnostics import TRAINING_FILENAME, convergence
-from cloudxfer.reporting.report import convergence_summary, read_record
 from cloudxfer.reporting.tables import format_markdown
 from cloudxfer.runner.cli import (
     add_setting_arguments,
+    convergence_section,
     execute_and_collect,
     print_commands,
     setting_from,
 )
-from cloudxfer.runner.plan import PlannedRun, plan
+from cloudxfer.runner.plan import plan
 from datamodules.runfiles import atomic_write_text
 
-__all__ = ["CHAIN_METHODS", "convergence_lines", "main"]
+__all__ = ["CHAIN_METHODS", "main"]
 
 CHAIN_METHODS = ("target", "target_noirm")
 """The rows the chain runs (with everything upstream of them)."""
-CONVERGENCE_TEXT = convergence([])["criterion"]
-
-
-def convergence_lines(runs: list[PlannedRun]) -> list[str]:
-    """One line per fitted stage: final train loss and whether its held-out loss flattened."""
-    lines = []
-    for run in runs:
-        path = run.directory / TRAINING_FILENAME
-        record = read_record(path)
-        summary = f"no training record ({path})" if record is None else convergence_summary(record)
-        lines.append(f"{run.method.name}: {summary}")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = execute_and_collect(runs, args.jobs, "cloudxfer chain")
     if rows is None:
         return 1
-    criterion = f"Convergence ({CONVERGENCE_TEXT}):"
-    table = format_markdown(rows) + "\n\n" + criterion + "\n" + "\n".join(convergence_lines(runs))
+    table = format_markdown(rows) + "\n\n" + convergence_section(runs, with_seed=False)
     atomic_write_text(out / "results.md", table + "\n")
     from cloudxfer.reporting.curves import plot_loss_curves
 

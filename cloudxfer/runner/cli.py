@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cloudxfer.diagnostics import TRAINING_FILENAME, convergence
+from cloudxfer.reporting.report import convergence_summary, read_record
 from cloudxfer.reporting.tables import (
     TableRow,
     collect,
@@ -30,6 +32,7 @@ from datamodules.runfiles import atomic_write_text
 
 __all__ = [
     "add_setting_arguments",
+    "convergence_section",
     "execute_and_collect",
     "main",
     "prepare_data",
@@ -133,6 +136,26 @@ def execute_and_collect(runs: Sequence[PlannedRun], jobs: int, prog: str) -> lis
         return None
 
 
+CONVERGENCE_TEXT = convergence([])["criterion"]
+"""The convergence criterion in words (docs/method.md), printed above the verdicts."""
+
+
+def convergence_section(runs: Sequence[PlannedRun], with_seed: bool = True) -> str:
+    """Return the convergence criterion and one verdict line per fitted run.
+
+    Each line gives the run's final train loss, epochs, lowest held-out epoch and verdict
+    (from its ``training.json``), so a table says which of its runs prove nothing yet.
+    """
+    lines = [f"Convergence ({CONVERGENCE_TEXT}):"]
+    for run in runs:
+        path = run.directory / TRAINING_FILENAME
+        record = read_record(path)
+        summary = f"no training record ({path})" if record is None else convergence_summary(record)
+        name = f"{run.method.name} seed {run.seed}" if with_seed else run.method.name
+        lines.append(f"{name}: {summary}")
+    return "\n".join(lines)
+
+
 def git_revision() -> str:
     """Return the repository's commit (``-dirty`` with local changes), or ``unknown``."""
     repo = EXPERIMENTS.parent
@@ -215,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: {' '.join(setting.overrides[:2])}; simulator seed {args.seed} (if simulated)",
         f"Seeds: {' '.join(map(str, args.seeds))}",
     ])  # fmt: skip
+    table = f"{table}\n\n{convergence_section(runs)}"
     atomic_write_text(out / "table.md", f"{header}\n\n{table}\n")
     print("\n" + table)
     print(f"\nwrote {out / 'table.md'} and {out / 'table.csv'}")

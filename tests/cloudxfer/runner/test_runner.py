@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -323,7 +324,15 @@ def test_a_row_runs_end_to_end_on_the_hunan_style_set(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "seed0" / "sl" / METRICS).read_text())
     assert metrics["class_names"][-3:] == ["Transitional Woodland", "Village", "Water"]
     assert metrics["n"] == 60 and metrics["n_cloudy"] + metrics["n_clear"] <= 60
-    assert "SL (opt & SAR)" in (tmp_path / "table.md").read_text()
+    table = (tmp_path / "table.md").read_text()
+    assert "SL (opt & SAR)" in table
+    # under the table: the criterion, then each run's verdict (one smoke epoch proves nothing)
+    (verdict,) = table[table.index("\nConvergence (") :].splitlines()[2:]
+    assert re.fullmatch(
+        r"sl seed 0: final train loss \d+\.\d{4}, 1 epochs, lowest held-out loss \d+\.\d{4} at "
+        r"epoch 1 \(0 epochs before the end; patience 5\), converged: NO",
+        verdict,
+    ), verdict
 
 
 def test_stage_overrides_reach_one_method_and_the_ids_downstream(
