@@ -42,6 +42,7 @@ from datamodules.splits import (
     DEFAULT_TEST_FRACTION,
     DEFAULT_VAL_FRACTION,
     SPLIT_NAMES,
+    UNLABELLED,
     SplitRow,
     SubsetName,
     TileRef,
@@ -632,6 +633,12 @@ class PairedDataModule(L.LightningDataModule):
             tile = tiles.get(row.id)
             if tile is None:
                 raise data_error(path, f"tile {row.id!r} is not in the dataset under {self.root}")
+            if tile.label == UNLABELLED and row.label != UNLABELLED:
+                raise data_error(
+                    self.labels_path,
+                    f"patch {tile.patch!r} is not labelled here, but the split file {path} "
+                    f"puts its tile {row.id!r} in {row.split!r} with label {row.label}",
+                )
             if tile.label != row.label:
                 raise data_error(
                     path,

@@ -3,16 +3,57 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from datamodules.errors import DataError, data_error
 
 GEOTIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+TRANSFORM_TOLERANCE_PX = 1e-6
+"""Twins' geotransforms may differ by this share of a pixel (float noise of their writers)."""
+
+
+@dataclass(frozen=True)
+class Georef:
+    """Where a raster lies on the ground: its CRS (None when it has none) and geotransform."""
+
+    crs: CRS | None
+    transform: Affine
+
+
+def _crs_name(crs: CRS | None) -> str:
+    return "none" if crs is None else str(crs)
+
+
+def georef_differences(first: Georef, second: Georef) -> list[str]:
+    """Say how two rasters' georeferencing differs (empty when they are co-registered).
+
+    The transforms are compared within :data:`TRANSFORM_TOLERANCE_PX` of the first raster's
+    pixel, so float noise from different writers of one grid is not a difference.
+
+    Args:
+        first: One raster's georeferencing.
+        second: The other's.
+
+    Returns:
+        One ``"CRS ... vs ..."`` / ``"transform ... vs ..."`` phrase per difference.
+
+    """
+    diffs: list[str] = []
+    if first.crs != second.crs:
+        diffs.append(f"CRS {_crs_name(first.crs)} vs {_crs_name(second.crs)}")
+    grid = first.transform
+    pixel = max(abs(grid.a), abs(grid.b), abs(grid.d), abs(grid.e)) or 1.0
+    if not grid.almost_equals(second.transform, TRANSFORM_TOLERANCE_PX * pixel):
+        diffs.append(f"transform {tuple(grid)[:6]} vs {tuple(second.transform)[:6]}")
+    return diffs
 
 
 def read_geotiff(
@@ -27,6 +68,34 @@ def read_geotiff(
 ) -> np.ndarray:
     """Read (part of) a GeoTIFF and check its band count and dtype.
 
+    Same as :func:`read_georeferenced` without the georeferencing.
+    """
+    return read_georeferenced(
+        path,
+        what=what,
+        bands=bands,
+        expected_count=expected_count,
+        min_count=min_count,
+        dtype=dtype,
+        window=window,
+    )[0]
+
+
+def read_georeferenced(
+    path: str | Path,
+    *,
+    what: str,
+    bands: Sequence[int] | None = None,
+    expected_count: int | None = None,
+    min_count: int | None = None,
+    dtype: str | None = None,
+    window: tuple[int, int, int, int] | None = None,
+) -> tuple[np.ndarray, Georef]:
+    """Read (part of) a GeoTIFF, check its band count and dtype, and say where it lies.
+
+    The georeferencing comes from the open file's header, so twins can be compared at no
+    extra read.
+
     Args:
         path: File to read.
         what: Short description used in messages (e.g. ``"S2 patch"``).
@@ -37,7 +106,7 @@ def read_geotiff(
         window: ``(row_off, col_off, height, width)`` to read instead of the full raster.
 
     Returns:
-        Array (C, H, W) in the file's dtype.
+        Array (C, H, W) in the file's dtype, and the file's (whole raster's) georeferencing.
 
     Raises:
         DataError: When the file is missing, unreadable, corrupt/truncated, or has the wrong
@@ -57,13 +126,14 @@ def read_geotiff(
             win = None if window is None else Window(window[1], window[0], window[3], window[2])
             indexes = list(bands) if bands is not None else None
             data = src.read(indexes=indexes, window=win)
+            georef = Georef(crs=src.crs, transform=src.transform)
     except DataError:
         raise
     except (RasterioError, OSError, ValueError, IndexError) as exc:
         raise data_error(
             path, f"cannot read {what} as GeoTIFF (corrupt or truncated?): {exc}"
         ) from exc
-    return np.asarray(data)
+    return np.asarray(data), georef
 
 
 def check_square(array: np.ndarray, path: str | Path, what: str, min_size: int) -> int:

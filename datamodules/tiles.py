@@ -17,7 +17,7 @@ from datamodules.normalisation import (
     SarNanPolicy,
     fix_sar_nonfinite,
 )
-from datamodules.raster import check_square, read_geotiff
+from datamodules.raster import check_square, georef_differences, read_georeferenced
 
 Tiling = Literal["center", "grid"]
 
@@ -115,7 +115,8 @@ class PairReader:
 
         Args:
             ref: The patch pair.
-            window: ``(top, left, height, width)``; None reads and fully validates the patch.
+            window: ``(top, left, height, width)``; None reads and fully validates the patch
+                (band counts, dtypes, sizes, the twins' CRS and geotransform).
 
         Returns:
             The arrays and the number of SAR values replaced by the NaN policy.
@@ -125,7 +126,7 @@ class PairReader:
 
         """
         min_count = None if self.opt_count is not None else max(self.opt_bands)
-        opt = read_geotiff(
+        opt, opt_georef = read_georeferenced(
             ref.opt_path,
             what="optical patch",
             bands=self.opt_bands,
@@ -134,7 +135,7 @@ class PairReader:
             dtype=S2_DTYPE,
             window=window,
         )
-        sar = read_geotiff(
+        sar, sar_georef = read_georeferenced(
             ref.sar_path,
             what="SAR patch",
             expected_count=S1_NUM_BANDS,
@@ -156,6 +157,15 @@ class PairReader:
                 raise data_error(
                     ref.sar_path,
                     f"SAR patch is {sar_size} px but its optical twin {ref.opt_path} is {size} px",
+                )
+            # Twins on different grids would pair pixels of different ground: compared here,
+            # where both headers are open anyway (a packed store is built from this check).
+            diffs = georef_differences(sar_georef, opt_georef)
+            if diffs:
+                raise data_error(
+                    ref.sar_path,
+                    f"SAR patch is not co-registered with its optical twin {ref.opt_path}: "
+                    f"{'; '.join(diffs)} (SAR vs optical)",
                 )
             if mask is not None and mask.shape != (size, size):
                 raise data_error(

@@ -5,7 +5,8 @@ Factories (call them as often as needed, with any parameters):
 - ``make_sen12ms(...) -> Sen12msFixture``: SEN12MS layout (season/s1_N, s2_N GeoTIFFs) + labels.
 - ``make_cloudy_pairs(...) -> CloudyPairsFixture``: Hunan-style opt/, sar/, masks/ + labels.
 - ``make_image_folder(...) -> ImageFolderFixture``: ImageFolder layout (PNG/JPEG/TIFF).
-- ``write_geotiff(path, array, dtype=None) -> Path``: one GeoTIFF with a UTM CRS.
+- ``write_geotiff(path, array, dtype=None, *, crs=TEST_CRS, transform=TEST_TRANSFORM) -> Path``:
+  one GeoTIFF (every fixture file shares this CRS and grid).
 
 Ready-made defaults: ``sen12ms_dataset`` (3 classes x 30 patches of 64 px, one season),
 ``cloudy_pairs_dataset`` (3 classes x 30 pairs of 64 px, with masks), ``image_folder_dataset``
@@ -91,8 +92,18 @@ def _unique_dir(base: Path, name: str) -> Path:
     return path
 
 
-def write_geotiff_file(path: Path, array: np.ndarray, dtype: str | None = None) -> Path:
-    """Write a (C, H, W) (or (H, W)) array as an uncompressed GeoTIFF with a UTM CRS."""
+TEST_TRANSFORM = Affine(PIXEL_M, 0.0, 500000.0, 0.0, -PIXEL_M, 5000000.0)
+
+
+def write_geotiff_file(
+    path: Path,
+    array: np.ndarray,
+    dtype: str | None = None,
+    *,
+    crs: str = TEST_CRS,
+    transform: Affine = TEST_TRANSFORM,
+) -> Path:
+    """Write a (C, H, W) (or (H, W)) array as an uncompressed GeoTIFF (a UTM CRS by default)."""
     data = array[None] if array.ndim == 2 else array
     dtype = dtype or str(data.dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,8 +113,8 @@ def write_geotiff_file(path: Path, array: np.ndarray, dtype: str | None = None) 
         "height": data.shape[1],
         "count": data.shape[0],
         "dtype": dtype,
-        "crs": TEST_CRS,
-        "transform": Affine(PIXEL_M, 0.0, 500000.0, 0.0, -PIXEL_M, 5000000.0),
+        "crs": crs,
+        "transform": transform,
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data.astype(dtype))
@@ -207,7 +218,7 @@ class Sen12msFixture:
 
 @pytest.fixture
 def write_geotiff() -> Callable[..., Path]:
-    """Return ``write_geotiff(path, array, dtype=None) -> Path``."""
+    """Return ``write_geotiff(path, array, dtype=None, *, crs=..., transform=...) -> Path``."""
     return write_geotiff_file
 
 

@@ -5,8 +5,11 @@ import shutil
 
 import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 
 from datamodules import DataError, Sen12msCloudDataModule, Standardisation
+from datamodules.splits import SplitRow, write_split_csv
 
 
 def make_dm(fixture, **kwargs):
@@ -130,6 +133,65 @@ def test_not_square(sen12ms_dataset, write_geotiff):
     expect_error(sen12ms_dataset, path, "64x72 px, not square")
 
 
+def s1_rewritten(fixture, write_geotiff, **georef):
+    """Rewrite the first patch's S1 file with the same pixels and other georeferencing."""
+    path = fixture.s1_paths[first(fixture)]
+    with rasterio.open(path) as src:
+        pixels = src.read()
+    return write_geotiff(path, pixels, **georef)
+
+
+@pytest.mark.parametrize("store", [True, False], ids=["store", "no-store"])
+def test_s1_s2_crs_differ(sen12ms_dataset, write_geotiff, store):
+    path = s1_rewritten(sen12ms_dataset, write_geotiff, crs="EPSG:32633")
+    err = expect_error(
+        sen12ms_dataset,
+        path,
+        "not co-registered with its optical twin .*: CRS EPSG:32633 vs EPSG:32632",
+        store=store,
+    )
+    assert str(sen12ms_dataset.s2_paths[first(sen12ms_dataset)]) in str(err)
+    assert "transform" not in str(err)  # only what differs is named
+
+
+@pytest.mark.parametrize("store", [True, False], ids=["store", "no-store"])
+def test_s1_s2_transforms_differ(sen12ms_dataset, write_geotiff, store):
+    shifted = Affine(10.0, 0.0, 500000.0 + 640.0, 0.0, -10.0, 5000000.0)  # 64 px east
+    path = s1_rewritten(sen12ms_dataset, write_geotiff, transform=shifted)
+    err = expect_error(
+        sen12ms_dataset,
+        path,
+        r"not co-registered .*: transform \(10.0, 0.0, 500640.0, .*\) vs \(10.0, 0.0, 500000.0",
+        store=store,
+    )
+    assert str(sen12ms_dataset.s2_paths[first(sen12ms_dataset)]) in str(err)
+    assert "CRS" not in str(err)
+
+
+def test_s1_moved_after_the_store_was_built_is_caught(sen12ms_dataset, write_geotiff):
+    make_dm(sen12ms_dataset).setup()  # packs the valid tiles once
+    path = s1_rewritten(sen12ms_dataset, write_geotiff, crs="EPSG:4326")
+    expect_error(sen12ms_dataset, path, "CRS EPSG:4326 vs EPSG:32632")  # not the old store
+
+
+def test_transform_float_noise_is_not_a_difference(sen12ms_dataset, write_geotiff):
+    noisy = Affine(10.0 + 1e-9, 0.0, 500000.0 + 1e-7, 0.0, -10.0, 5000000.0)
+    s1_rewritten(sen12ms_dataset, write_geotiff, transform=noisy)
+    make_dm(sen12ms_dataset).setup()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+def test_non_finite_optical_is_refused_by_its_dtype(sen12ms_dataset, write_geotiff, value):
+    # Optical digital numbers are uint16, which holds no NaN/inf: a float optical file that
+    # could is refused by its dtype before any pixel is read or scaled.
+    path = sen12ms_dataset.s2_paths[first(sen12ms_dataset)]
+    s2 = np.full((13, 64, 64), 1000.0, np.float32)
+    s2[3, 5, 5] = value
+    write_geotiff(path, s2)
+    expect_error(sen12ms_dataset, path, "optical patch has dtype float32, expected uint16")
+    expect_error(sen12ms_dataset, path, "dtype float32, expected uint16", cache=False, store=False)
+
+
 def test_nan_in_sar_rejected(sen12ms_dataset, write_geotiff):
     path = sen12ms_dataset.s1_paths[first(sen12ms_dataset)]
     sar = np.zeros((2, 64, 64), np.float32)
@@ -203,6 +265,22 @@ def test_bad_split_file(sen12ms_dataset, tmp_path):
     expect_error(sen12ms_dataset, split, "'ghost' is not in the dataset", split_file=str(split))
     split.write_text(f"id,patch,label,split\n{first(sen12ms_dataset)},x,2,test\n")
     expect_error(sen12ms_dataset, split, "has label 2 here", split_file=str(split))
+
+
+def test_split_file_needs_a_label_the_labels_file_lacks(sen12ms_dataset, tmp_path):
+    patch = first(sen12ms_dataset)
+    lines = sen12ms_dataset.labels_path.read_text().splitlines()
+    sen12ms_dataset.labels_path.write_text("\n".join(x for x in lines if patch not in x) + "\n")
+    split = tmp_path / "split.csv"
+    write_split_csv([SplitRow(patch, patch, 0, "labelled")], split)
+    err = expect_error(
+        sen12ms_dataset,
+        sen12ms_dataset.labels_path,
+        f"patch '{patch}' is not labelled here, but the split file .* puts its tile "
+        f"'{patch}' in 'labelled' with label 0",
+        split_file=str(split),
+    )
+    assert str(split) in str(err)
 
 
 def test_bad_masks_folder(sen12ms_dataset, tmp_path):
