@@ -18,18 +18,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="synth", description="Write simulated target (S1/S2) or source (aerial RGB) sets."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("target", help="SEN12MS-layout (or Hunan-style cloudy) S1/S2 pairs")
-    t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--pairs", type=int, default=1200)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--scheme", choices=sorted(SCHEMES), default="sen12ms_cloud")
-    t.add_argument("--patch-size", type=int, default=64)
+    defaults = argparse.ArgumentDefaultsHelpFormatter  # every option shows its default in --help
+    t = sub.add_parser(
+        "target",
+        help="SEN12MS-layout (or Hunan-style cloudy) S1/S2 pairs",
+        formatter_class=defaults,
+    )
+    t.add_argument("--out", type=Path, required=True, help="folder to write the data set to")
+    t.add_argument("--pairs", type=int, default=1200, help="number of co-registered S1/S2 pairs")
+    t.add_argument("--seed", type=int, default=0, help="simulator seed: same seed, same bytes")
+    t.add_argument(
+        "--scheme",
+        choices=sorted(SCHEMES),
+        default="sen12ms_cloud",
+        help="class scheme and layout: SEN12MS (clouds pasted at load) or Hunan-style cloudy",
+    )
+    t.add_argument("--patch-size", type=int, default=64, help="tile side in pixels (10 m)")
     t.add_argument("--nan-fraction", type=float, default=0.0, help="NaN share in S1 (tests)")
-    s = sub.add_parser("source", help="ImageFolder of cloud-free aerial RGB images")
-    s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--per-class", type=int, default=60)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--size", type=int, default=96)
+    s = sub.add_parser(
+        "source", help="ImageFolder of cloud-free aerial RGB images", formatter_class=defaults
+    )
+    s.add_argument("--out", type=Path, required=True, help="folder to write the data set to")
+    s.add_argument("--per-class", type=int, default=60, help="images per class")
+    s.add_argument("--seed", type=int, default=0, help="simulator seed: same seed, same bytes")
+    s.add_argument("--size", type=int, default=96, help="image side in pixels")
     s.add_argument(
         "--role",
         choices=sorted(SOURCE_ROLES),
@@ -39,11 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (t, s):
         p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
         p.add_argument("--workers", type=int, default=1, help="processes (output is identical)")
-    m = sub.add_parser("scene", help="one large S1/S2 scene pair with a known class layout, to map")
-    m.add_argument("--out", type=Path, required=True)
+    m = sub.add_parser(
+        "scene",
+        help="one large S1/S2 scene pair with a known class layout, to map",
+        formatter_class=defaults,
+    )
+    m.add_argument("--out", type=Path, required=True, help="folder to write the scene to")
     m.add_argument("--size", type=int, default=2048, help="scene side in pixels (10 m)")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--scheme", choices=sorted(SCHEMES), default="sen12ms_cloud")
+    m.add_argument("--seed", type=int, default=0, help="simulator seed: same seed, same bytes")
+    m.add_argument(
+        "--scheme", choices=sorted(SCHEMES), default="sen12ms_cloud", help="class scheme"
+    )
     m.add_argument(
         "--cloud-cover",
         type=float,

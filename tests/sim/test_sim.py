@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import re
@@ -15,7 +16,7 @@ import rasterio
 from PIL import Image
 
 from cloudxfer.sim import generate
-from cloudxfer.sim.cli import main
+from cloudxfer.sim.cli import build_parser, main
 from cloudxfer.sim.generate import PatchPlan, plan_target, render_target
 from cloudxfer.sim.sar import correlated_speckle
 from cloudxfer.sim.scene import SEASONS, draw_scene
@@ -291,3 +292,18 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     assert len(_labels(out)) == 3
     bad = subprocess.run([*cmd[:3], "nonsense"], capture_output=True, text=True, check=False)
     assert bad.returncode != 0
+
+
+@pytest.mark.parametrize("command", ["target", "source", "scene"])
+def test_every_synth_option_has_help_and_shows_its_default(command: str) -> None:
+    sub = next(
+        action
+        for action in build_parser()._actions  # argparse keeps no public list of subparsers
+        if isinstance(action, argparse._SubParsersAction)
+    ).choices[command]
+    options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
+    assert options
+    for option in options:
+        assert option.help and len(option.help) > 5, option.option_strings
+    text = sub.format_help()
+    assert "(default: 0)" in text  # --seed: defaults are printed
