@@ -120,7 +120,7 @@ def plot_cloudy_clear(rows: Sequence[TableRow], out: Path) -> Path:
     plural = "" if seeds == "1" else "s"
     ax.set_title(f"OA on cloudy vs clear test tiles (mean ± std over {seeds} seed{plural})")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the axes: never over a bar
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, out)
