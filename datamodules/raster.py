@@ -56,31 +56,6 @@ def georef_differences(first: Georef, second: Georef) -> list[str]:
     return diffs
 
 
-def read_geotiff(
-    path: str | Path,
-    *,
-    what: str,
-    bands: Sequence[int] | None = None,
-    expected_count: int | None = None,
-    min_count: int | None = None,
-    dtype: str | None = None,
-    window: tuple[int, int, int, int] | None = None,
-) -> np.ndarray:
-    """Read (part of) a GeoTIFF and check its band count and dtype.
-
-    Same as :func:`read_georeferenced` without the georeferencing.
-    """
-    return read_georeferenced(
-        path,
-        what=what,
-        bands=bands,
-        expected_count=expected_count,
-        min_count=min_count,
-        dtype=dtype,
-        window=window,
-    )[0]
-
-
 def read_georeferenced(
     path: str | Path,
     *,
