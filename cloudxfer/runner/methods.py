@@ -98,7 +98,7 @@ METHODS: dict[str, Method] = {
             (),
             _SOURCE_STREAM,
             per_seed=False,
-        ),  # fmt: skip
+        ),
         Method("cycit", "cycit.yaml", "cycit", _CYCIT_NEEDS, _CLEAR_TWINS, "CycIT (SAR)", "SAR"),
         _row("ttl", "ttl", _FROM_F_S, "TTL (SAR)", "SAR"),
         _row("dsan", "dsan", _FROM_F_S, "DSAN (SAR)", "SAR"),
