@@ -19,6 +19,7 @@ small models can learn from it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import sys
@@ -90,6 +91,18 @@ def _unique_dir(base: Path, name: str) -> Path:
         path = base / f"{name}{counter}"
     path.mkdir(parents=True)
     return path
+
+
+def file_digests(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file under ``folder`` (but its ``skip`` subfolders) -> SHA-256 of its bytes.
+
+    Tests compare two of these to assert that a failing command left files as they were.
+    """
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).parts[0] not in skip
+    }
 
 
 TEST_TRANSFORM = Affine(PIXEL_M, 0.0, 500000.0, 0.0, -PIXEL_M, 5000000.0)

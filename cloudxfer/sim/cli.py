@@ -13,34 +13,38 @@ from cloudxfer.sim.schemes import SCHEMES, SOURCE_ROLES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Argument parser for the two generators."""
+    """Argument parser for the three generators."""
     parser = argparse.ArgumentParser(
         prog="synth", description="Write simulated target (S1/S2) or source (aerial RGB) sets."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    defaults = argparse.ArgumentDefaultsHelpFormatter  # every option shows its default in --help
-    t = sub.add_parser(
-        "target",
-        help="SEN12MS-layout (or Hunan-style cloudy) S1/S2 pairs",
-        formatter_class=defaults,
+    commands = {
+        "target": "SEN12MS-layout (or Hunan-style cloudy) S1/S2 pairs",
+        "source": "ImageFolder of cloud-free aerial RGB images",
+        "scene": "one large S1/S2 scene pair with a known class layout, to map",
+    }
+    # every option shows its default in --help
+    t, s, m = (
+        sub.add_parser(name, help=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        for name, text in commands.items()
     )
-    t.add_argument("--out", type=Path, required=True, help="folder to write the data set to")
+    for p in (t, s, m):  # what every generator takes
+        p.add_argument("--out", type=Path, required=True, help="folder to write to")
+        p.add_argument("--seed", type=int, default=0, help="simulator seed: same seed, same bytes")
+        p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    for p in (t, m):
+        p.add_argument(
+            "--scheme",
+            choices=sorted(SCHEMES),
+            default="sen12ms_cloud",
+            help="class scheme and layout: SEN12MS (clouds pasted at load) or Hunan-style cloudy",
+        )
+    for p in (t, s):
+        p.add_argument("--workers", type=int, default=1, help="processes (output is identical)")
     t.add_argument("--pairs", type=int, default=1200, help="number of co-registered S1/S2 pairs")
-    t.add_argument("--seed", type=int, default=0, help="simulator seed: same seed, same bytes")
-    t.add_argument(
-        "--scheme",
-        choices=sorted(SCHEMES),
-        default="sen12ms_cloud",
-        help="class scheme and layout: SEN12MS (clouds pasted at load) or Hunan-style cloudy",
-    )
     t.add_argument("--patch-size", type=int, default=64, help="tile side in pixels (10 m)")
     t.add_argument("--nan-fraction", type=float, default=0.0, help="NaN share in S1 (tests)")
-    s = sub.add_parser(
-        "source", help="ImageFolder of cloud-free aerial RGB images", formatter_class=defaults
-    )
-    s.add_argument("--out", type=Path, required=True, help="folder to write the data set to")
     s.add_argument("--per-class", type=int, default=60, help="images per class")
-    s.add_argument("--seed", type=int, default=0, help="simulator seed: same seed, same bytes")
     s.add_argument("--size", type=int, default=96, help="image side in pixels")
     s.add_argument(
         "--role",
@@ -48,27 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="nwpu",
         help="source data set role: NWPU-RESISC45 (Table I) or AID (Table II) classes and scales",
     )
-    for p in (t, s):
-        p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-        p.add_argument("--workers", type=int, default=1, help="processes (output is identical)")
-    m = sub.add_parser(
-        "scene",
-        help="one large S1/S2 scene pair with a known class layout, to map",
-        formatter_class=defaults,
-    )
-    m.add_argument("--out", type=Path, required=True, help="folder to write the scene to")
     m.add_argument("--size", type=int, default=2048, help="scene side in pixels (10 m)")
-    m.add_argument("--seed", type=int, default=0, help="simulator seed: same seed, same bytes")
-    m.add_argument(
-        "--scheme", choices=sorted(SCHEMES), default="sen12ms_cloud", help="class scheme"
-    )
     m.add_argument(
         "--cloud-cover",
         type=float,
         default=DEFAULT_CLOUD_COVER,
         help="share of the scene under thick cloud",
     )
-    m.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     return parser
 
 

@@ -7,7 +7,6 @@ wrong is the data. The error must come at setup, before any training.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import file_digests
 
 from cloudxfer.cli import main
 from datamodules.splits import SplitRow, write_split_csv
@@ -229,15 +229,6 @@ CASES: dict[str, Case] = {
 }
 
 
-def _snapshot(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    """Every file under a folder but its ``skip`` subfolders -> SHA-256 of its bytes."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.relative_to(folder).parts[0] not in skip
-    }
-
-
 def _fit_args(tmp: Path, root: Path, *extra: str) -> list[str]:
     return [
         "fit",
@@ -274,7 +265,7 @@ def test_bad_target_data_is_one_cli_error_naming_the_file_and_damages_nothing(
     monkeypatch.setattr(sys, "argv", ["cloudxfer"])  # in-process: the CLI reads only our args
     damage = CASES[case].damage(valid_set, tmp_path, write_geotiff)
     outputs = ("run", "store")
-    before = _snapshot(tmp_path, outputs)  # the data set and the split file beside it
+    before = file_digests(tmp_path, outputs)  # the data set and the split file beside it
     code = main(_fit_args(tmp_path, valid_set.root, *damage.args))
     err = capsys.readouterr().err
     assert code == 2, err
@@ -284,7 +275,7 @@ def test_bad_target_data_is_one_cli_error_naming_the_file_and_damages_nothing(
     (line,) = errors
     assert line.startswith(f"cloudxfer: error: {damage.named}: "), line  # the file first
     assert re.search(CASES[case].pattern, line), line
-    assert _snapshot(tmp_path, outputs) == before  # none changed, added (sidecars) or removed
+    assert file_digests(tmp_path, outputs) == before  # none changed, added (sidecars) or removed
     # The CLI creates the run folder before anything is built, to refuse an unwritable one
     # early (`CloudxferCLI._check_writable`); the data are read later, at the fit's setup. So
     # the folder exists, and what holds is that nothing is written in it: no config.yaml,
@@ -306,9 +297,9 @@ def test_the_undamaged_set_fits_through_the_same_command(
     # The matrix's errors come from its damage alone: the same command on the set as written
     # trains, and reading it changes nothing either.
     monkeypatch.setattr(sys, "argv", ["cloudxfer"])
-    before = _snapshot(valid_set.root)
+    before = file_digests(valid_set.root)
     assert main(_fit_args(tmp_path, valid_set.root)) == 0, capsys.readouterr().err
     assert (tmp_path / "run" / "split.csv").is_file()
     assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
-    assert _snapshot(valid_set.root) == before
+    assert file_digests(valid_set.root) == before
     shutil.rmtree(tmp_path / "run")  # a checkpoint per test run is not worth keeping

@@ -1,12 +1,12 @@
 """Every bad input gives one DataError naming the file, at setup, with nothing on disk changed."""
 
-import hashlib
 import shutil
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import file_digests
 
 from datamodules import DataError, Sen12msCloudDataModule, Standardisation
 from datamodules.splits import SplitRow, write_split_csv
@@ -22,22 +22,14 @@ def make_dm(fixture, **kwargs):
     )
 
 
-def snapshot(root):
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 def expect_error(fixture, named, pattern, **kwargs):
     """Setup must fail with a DataError naming `named`, and must not touch the dataset."""
-    before = snapshot(fixture.root)
+    before = file_digests(fixture.root)
     dm = make_dm(fixture, **kwargs)  # construction never reads the data
     with pytest.raises(DataError, match=pattern) as info:
         dm.setup("fit")
     assert str(named) in str(info.value), str(info.value)
-    assert snapshot(fixture.root) == before
+    assert file_digests(fixture.root) == before
     return info.value
 
 
