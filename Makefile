@@ -9,6 +9,9 @@ SIM_SEED ?= 0
 RESULTS ?= results
 comma := ,
 SIM_DATA = $(RESULTS)/data/sim$(SIM_SEED)
+# Source-domain runs (source pre-training, SPL's restorer) read no target data: trained once,
+# then copied by every table and Fig. 9 level of the same profile, source set and seed.
+SHARED = $(RESULTS)/shared
 # The tables simulate the sizes the simulator's regime was calibrated at (docs/simulator.md):
 # 3,000 target pairs, 700 source images per class. The demo uses a smaller set.
 TABLE_SIZES = --pairs 3000 --per-class 700
@@ -46,22 +49,22 @@ demo:  ## simulate the default data, run the whole chain, print the OA/AA/Kappa 
 
 table1:  ## Table I (NWPU role -> SEN12MS Cloud): every registered row, SEEDS, PROFILE, SIM_SEED
 	$(BIN)/cloudxfer run --table table1 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
-		--out $(RESULTS)/table1 --synth --seed $(SIM_SEED) $(TABLE_SIZES) \
+		--out $(RESULTS)/table1 --share-dir $(SHARED) --synth --seed $(SIM_SEED) $(TABLE_SIZES) \
 		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source $(PASTE) $(ARGS)
 
 table2:  ## Table II (AID role -> SEN12MS Cloud): as table1 with the AID-role source set
 	$(BIN)/cloudxfer run --table table2 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
-		--out $(RESULTS)/table2 --synth --seed $(SIM_SEED) --source-role aid $(TABLE_SIZES) \
+		--out $(RESULTS)/table2 --share-dir $(SHARED) --synth --seed $(SIM_SEED) --source-role aid $(TABLE_SIZES) \
 		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source_aid $(PASTE) $(ARGS)
 
 table3:  ## Table III (NWPU role -> Hunan-style real-cloudy set): as table1 on experiments/cloudy_pairs
 	$(BIN)/cloudxfer run --table table3 --dataset cloudy_pairs --profile $(PROFILE) \
-		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table3 --synth --seed $(SIM_SEED) \
+		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table3 --share-dir $(SHARED) --synth --seed $(SIM_SEED) \
 		$(TABLE_SIZES) --data-root $(SIM_DATA)/hunan --source-root $(SIM_DATA)/source $(ARGS)
 
 table4:  ## Table IV (AID role -> Hunan-style real-cloudy set)
 	$(BIN)/cloudxfer run --table table4 --dataset cloudy_pairs --profile $(PROFILE) \
-		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table4 --synth --seed $(SIM_SEED) \
+		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table4 --share-dir $(SHARED) --synth --seed $(SIM_SEED) \
 		--source-role aid $(TABLE_SIZES) --data-root $(SIM_DATA)/hunan \
 		--source-root $(SIM_DATA)/source_aid $(ARGS)
 
@@ -77,7 +80,7 @@ fig8: table1  ## Fig. 8: F2's per-modality losses with and without IRM (first of
 fig9:  ## Fig. 9: F2 with and without IRM against the share of clouded tiles (LEVELS, SEEDS)
 	for L in $(LEVELS); do \
 		$(BIN)/cloudxfer run --methods target target_noirm --profile $(PROFILE) \
-			--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/fig9/cloud$$L --synth \
+			--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/fig9/cloud$$L --share-dir $(SHARED) --synth \
 			--seed $(SIM_SEED) $(TABLE_SIZES) --data-root $(SIM_DATA)/target \
 			--source-root $(SIM_DATA)/source $(PASTE) \
 			--profile.cloudy_share=$$(awk "BEGIN { print $$L / 100 }") $(ARGS) || exit 1; \

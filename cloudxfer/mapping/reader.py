@@ -21,6 +21,7 @@ from rasterio.windows import Window
 
 from datamodules.errors import DataError, data_error
 from datamodules.normalisation import S1_NUM_BANDS
+from datamodules.raster import Georef, georef_differences
 
 __all__ = ["MAX_ALIGNED_ROWS", "StripArrays", "TwinReader", "check_twins", "open_raster"]
 
@@ -50,11 +51,10 @@ def check_twins(paths: Sequence[Path], datasets: Sequence[DatasetReader]) -> Non
     """
     ref_path, ref = paths[0], datasets[0]
     for path, ds in zip(paths[1:], datasets[1:], strict=True):
-        diffs = []
-        if ds.crs != ref.crs:
-            diffs.append(f"CRS {ref.crs} vs {ds.crs}")
-        if ds.transform != ref.transform:
-            diffs.append(f"transform {tuple(ref.transform)[:6]} vs {tuple(ds.transform)[:6]}")
+        # Transforms are compared within a millionth of the smaller pixel side, not exactly:
+        # two writers of one grid (GDAL, rasterio, a reprojection tool) round the origin and
+        # pixel size differently in the last digits, while a real shift is a pixel or more.
+        diffs = georef_differences(Georef(ref.crs, ref.transform), Georef(ds.crs, ds.transform))
         if (ds.width, ds.height) != (ref.width, ref.height):
             diffs.append(f"size {ref.width}x{ref.height} vs {ds.width}x{ds.height} px")
         if diffs:
@@ -94,10 +94,10 @@ class _RowBuffer:
         return self.data[:, : end - top]
 
     def invalid(self, block: np.ndarray) -> np.ndarray:
-        """Pixels (height, width) where any band is the file's nodata value (or NaN)."""
+        """Pixels (height, width) where any band is the file's nodata value or not finite."""
         bad = np.zeros(block.shape[1:], bool)
         if np.issubdtype(block.dtype, np.floating):
-            bad |= np.isnan(block).any(axis=0)
+            bad |= ~np.isfinite(block).all(axis=0)
         nodata = self.ds.nodata
         if nodata is not None and not np.isnan(nodata):
             bad |= (block == nodata).any(axis=0)
@@ -110,7 +110,8 @@ class StripArrays:
 
     Attributes:
         opt_dn: Optical R, G, B digital numbers (3, h, W) float32, or None without optical.
-        opt_valid: Where the optical is not nodata (h, W) bool (all False without optical).
+        opt_valid: Where the optical is finite and not nodata (h, W) bool (all False without
+            optical).
         sar_db: VV, VH in dB (2, h, W) float32 (NaN where nodata).
         sar_valid: Where the SAR is finite and not nodata (h, W) bool.
         cloud: Cloud mask (h, W) bool, or None without a mask file.
@@ -202,7 +203,10 @@ class TwinReader:
         opt_dn, opt_valid = None, np.zeros_like(sar_valid)
         if self._opt is not None:
             opt_raw = self._opt.rows(top, height)
-            opt_dn, opt_valid = opt_raw.astype(np.float32), ~self._opt.invalid(opt_raw)
+            opt_dn = opt_raw.astype(np.float32)
+            # NaN/inf DN are nodata, as the file's nodata value is: no model ever sees them
+            # (float64 values beyond float32's range turn infinite in the cast, hence both).
+            opt_valid = ~(self._opt.invalid(opt_raw) | ~np.isfinite(opt_dn).all(axis=0))
         cloud = None
         if self._mask is not None:
             mask = self._mask.rows(top, height)[0]

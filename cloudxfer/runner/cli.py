@@ -63,6 +63,14 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="simulator seed")
     parser.add_argument("--jobs", type=int, default=1, help="independent runs side by side")
     parser.add_argument(
+        "--share-dir",
+        type=Path,
+        default=None,
+        help="folder of finished source-domain runs (source pre-training, SPL's restorer) "
+        "shared by tables and figure levels: such a run is copied from there when one of the "
+        "same configuration finished, and put there when it finishes (default: no sharing)",
+    )
+    parser.add_argument(
         "--print-commands",
         action="store_true",
         help="print every fit/test command in dependency order and stop",
@@ -123,6 +131,7 @@ def setting_from(
         ),  # fmt: skip
         stage_overrides=tuple(per_stage),
         run_root=lambda seed: out / f"seed{seed}",
+        share_dir=args.share_dir.resolve() if args.share_dir else None,
     )
 
 

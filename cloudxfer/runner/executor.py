@@ -7,12 +7,18 @@ checkpoint does not load (truncated, damaged, missing) is fitted again from scra
 an interrupted one whose ``last.ckpt`` does not load, each with one line saying why. Each
 finished run prints one progress line with its test metrics and wall time. ``jobs`` > 1 runs
 independent runs side by side, one GPU each where there are enough.
+
+With a share folder, a source-domain run (``PlannedRun.share_key``) that finished anywhere is
+trained once: its folder is copied into the share folder when it finishes, and a run of the
+same key in another table or figure level copies it from there instead of fitting.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,7 +27,7 @@ from typing import Any
 
 from cloudxfer.checkpoints import CheckpointError, read_metadata
 from cloudxfer.reporting.report import read_record
-from cloudxfer.runner.plan import METRICS, RECORD_FILENAME, PlannedRun
+from cloudxfer.runner.plan import CHECKPOINT, METRICS, RECORD_FILENAME, PlannedRun
 from datamodules.runfiles import write_json
 
 __all__ = [
@@ -33,6 +39,10 @@ __all__ = [
 ]
 
 DONE_FILENAME = "stage_done.json"
+SHARED_FILENAME = "shared.json"
+"""What a share folder entry records: the share key, the method and where it was trained."""
+_RUN_FILES = (RECORD_FILENAME, DONE_FILENAME, SHARED_FILENAME)
+"""A run folder's own records: never copied to or from the share folder."""
 
 
 class RunnerError(RuntimeError):
@@ -122,19 +132,74 @@ def _fit_start(run: PlannedRun, log: Callable[[str], None]) -> list[str] | None:
     return ["--overwrite=true"]
 
 
+def _shared_copy(run: PlannedRun, log: Callable[[str], None]) -> Path | None:
+    """Return the share folder's finished run of this run's key, or None (none, or unusable)."""
+    shared = run.shared_directory
+    if shared is None or not shared.is_dir():
+        return None
+    record = read_record(shared / SHARED_FILENAME)
+    if record is None or record.get("share_key") != run.share_key:
+        log(f"{run.method.name} seed {run.seed}: {shared} does not record share key "
+            f"{run.share_key}; not used")  # fmt: skip
+        return None
+    problem = checkpoint_problem(run, shared / CHECKPOINT)
+    if problem is not None:
+        log(f"{run.method.name} seed {run.seed}: shared copy not used: {problem}")
+        return None
+    return shared
+
+
+def _copy_run_files(source: Path, destination: Path) -> None:
+    """Copy a run folder's files (not its records) into ``destination``."""
+    shutil.copytree(
+        source,
+        destination,
+        ignore=lambda folder, names: [n for n in names if n in _RUN_FILES],
+        dirs_exist_ok=True,
+    )
+
+
+def _publish(run: PlannedRun) -> None:
+    """Put a finished source-domain run into the share folder, unless a usable copy is there.
+
+    Written under a temporary name and renamed, so a reader never sees half a copy; files are
+    copied, not linked (a later re-fit of the run rewrites its checkpoints in place).
+    """
+    shared = run.shared_directory
+    if shared is None or _shared_copy(run, lambda _: None) is not None:
+        return
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{shared.name}-", dir=shared.parent))
+    _copy_run_files(run.directory, staging)
+    write_json(staging / SHARED_FILENAME, {"share_key": run.share_key, "method": run.method.name,
+                                           "seed": run.seed, "trained_in": str(run.directory),
+                                           "run_id": run.run_id})  # fmt: skip
+    if shared.exists():
+        shutil.rmtree(shared)  # an unusable copy (checked above)
+    os.replace(staging, shared)
+
+
 def run_one(
     run: PlannedRun, env: dict[str, str] | None = None, log: Callable[[str], None] = print
-) -> tuple[dict[str, Any] | None, bool]:
-    """Fit (or reuse, or resume) and test one run.
+) -> tuple[dict[str, Any] | None, str]:
+    """Fit (or reuse, resume, or copy from the share folder) and test one run.
 
     Returns:
-        Its test metrics (None: an untested upstream stage) and whether nothing had to run.
+        Its test metrics (None: an untested upstream stage) and how it was done: ``ran``,
+        ``reused`` (nothing had to run) or ``shared from <folder>``.
 
     """
     _claim(run)
     metrics_path = run.directory / METRICS
+    how = "reused"
+    shared = None if fit_finished(run) else _shared_copy(run, log)
+    if shared is not None:
+        metrics_path.unlink(missing_ok=True)
+        _copy_run_files(shared, run.directory)
+        write_json(run.directory / DONE_FILENAME, {"id": run.run_id,
+                   "checkpoint": str(run.checkpoint), "shared_from": str(shared)})  # fmt: skip
+        how = f"shared from {shared}"
     start = _fit_start(run, log)
-    reused = start is None
     if start is not None:
         (run.directory / DONE_FILENAME).unlink(missing_ok=True)
         metrics_path.unlink(missing_ok=True)  # a new fit makes the old scores stale
@@ -142,12 +207,14 @@ def run_one(
         write_json(
             run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}
         )
+        how = "ran"
+    _publish(run)
     if not run.method.tested:
-        return None, reused
+        return None, how
     if read_record(metrics_path) is None:
         _call(run, run.command("test"), env)
-        reused = False
-    return read_record(metrics_path), reused
+        how = "ran"
+    return read_record(metrics_path), how
 
 
 def _gpu_envs(jobs: int) -> list[dict[str, str] | None]:
@@ -172,10 +239,11 @@ def execute(
     total = len(pending)
     start = time.perf_counter()
 
-    def report(run: PlannedRun, outcome: tuple[dict[str, Any] | None, bool], began: float) -> None:
-        metrics, reused = outcome
+    def report(run: PlannedRun, outcome: tuple[dict[str, Any] | None, str], began: float) -> None:
+        metrics, how = outcome
         results[run.key] = metrics
-        how = "reused" if reused else f"{time.perf_counter() - began:.0f} s"
+        if how == "ran":
+            how = f"{time.perf_counter() - began:.0f} s"
         log(f"[{len(results)}/{total}] {run.method.name} seed {run.seed}: "
             f"{_metrics_line(metrics)} ({how}; {run.directory})")  # fmt: skip
 
@@ -183,7 +251,7 @@ def execute(
         return all(up.key in results for up in run.upstream)
 
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        running: dict[Future[tuple[dict[str, Any] | None, bool]], tuple[PlannedRun, int, float]]
+        running: dict[Future[tuple[dict[str, Any] | None, str]], tuple[PlannedRun, int, float]]
         running = {}
         envs = _gpu_envs(jobs)
         free = list(range(len(envs)))

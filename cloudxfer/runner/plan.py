@@ -3,12 +3,19 @@
 A run's id hashes everything that decides its resolved config: the stage, data and profile
 YAML files, the overrides, the seed and the ids of the upstream runs it reads. Two rows that
 need the same upstream run at the same seed share it.
+
+A run on the source domain alone (its stage and its upstream read no target data: the source
+pre-training, SPL's restorer) also has a *share key*: the same hash without the target data's
+config and overrides. Tables and figure levels that differ only in their target data give
+such runs the same key, and the executor copies a finished one from the share folder instead
+of training it again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -67,6 +74,8 @@ class Setting:
     """(method, CLI override) pairs for one method's runs only (``--stage.<method>.x=y``)."""
     run_root: Callable[[int], Path] = field(default=lambda seed: Path("runs") / f"seed{seed}")
     """Folder holding one seed's runs (one sub-folder per method)."""
+    share_dir: Path | None = None
+    """Folder of finished source-domain runs shared across tables (None: no sharing)."""
 
     def overrides_of(self, method_name: str) -> list[str]:
         """Return the CLI overrides given for ``method_name``'s runs alone."""
@@ -97,6 +106,23 @@ class Setting:
         return [f"--data={self.data_config()}"]
 
 
+PROFILE_FIELD = re.compile(r"profile\.(\w+)")
+"""A profile field interpolated by a config (``${profile.data_root}``, ``${...profile.x}``)."""
+
+
+def target_only_overrides(setting: Setting, m: Method, overrides: Sequence[str]) -> list[str]:
+    """Return the overrides that reach the run only through the target data's config.
+
+    Those are ``--data=`` and ``--profile.<field>=`` overrides of the fields the data set's
+    ``data.yaml`` interpolates (data root, cloudy share, cloud masks) that the method's stage
+    config does not interpolate itself. A run that does not read the target data ignores them.
+    """
+    data_fields = set(PROFILE_FIELD.findall(setting.data_config().read_text(encoding="utf-8")))
+    own = set(PROFILE_FIELD.findall(setting.stage_config(m).read_text(encoding="utf-8")))
+    ignored = tuple(f"--profile.{name}=" for name in sorted(data_fields - own))
+    return [arg for arg in overrides if arg.startswith(("--data=", *ignored))]
+
+
 def reads_target_data(stage_config: Path) -> bool:
     """Whether a stage config reads the target data set (``data: data.yaml``)."""
     config = yaml.safe_load(stage_config.read_text(encoding="utf-8")) or {}
@@ -115,6 +141,15 @@ class PlannedRun:
     upstream: tuple[PlannedRun, ...]
     fit_args: tuple[str, ...]
     test_args: tuple[str, ...]
+    share_key: str | None = None
+    """Hash of what decides a source-domain run's training (None: it reads target data)."""
+
+    @property
+    def shared_directory(self) -> Path | None:
+        """Where the share folder keeps this run's training (None: not shared)."""
+        if self.share_key is None or self.setting.share_dir is None:
+            return None
+        return self.setting.share_dir / f"{self.method.name}-{self.share_key}"
 
     @property
     def key(self) -> tuple[str, int]:
@@ -153,6 +188,7 @@ class PlannedRun:
                 "overrides": list(self.setting.overrides),
             },
             "upstream": {run.method.name: run.run_id for run in self.upstream},
+            "share_key": self.share_key,
             "fit": self.shell("fit"),
             "test": self.shell("test") if self.method.tested else None,
         }
@@ -212,16 +248,30 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 f"--wandb.job_type={m.stage}",
                 f"--wandb.tags=[seed{seed},{m.name}]",
             ]  # fmt: skip
+            overrides = [*setting.overrides, *m.overrides, *setting.overrides_of(name)]
             parts: dict[str, object] = {
                 "method": m.name, "stage": m.stage, "seed": seed,
                 "configs": configs[name],
-                "overrides": [*setting.overrides, *m.overrides, *setting.overrides_of(name)],
+                "overrides": overrides,
                 "upstream": [run.run_id for run in upstream],
             }  # fmt: skip
             if setting.dataset != STAGE_DATASET and not setting.data_arguments(m):
                 # such runs once read the other data set's data.yaml: a new id, not a reuse
                 parts["data"] = "own"
             run_id = _digest(parts)
+            share_key = None
+            if not reads_target_data(setting.stage_config(m)) and all(
+                run.share_key for run in upstream
+            ):
+                # the same hash, less what only the target data reads
+                dropped = target_only_overrides(setting, m, overrides)
+                share_key = _digest({
+                    **parts,
+                    "configs": {k: v for k, v in configs[name].items() if k != TARGET_DATA},
+                    "overrides": [arg for arg in overrides if arg not in dropped],
+                    "upstream": [run.share_key for run in upstream],
+                    "data": "source",
+                })  # fmt: skip
             runs[(name, seed)] = PlannedRun(
                 method=m,
                 seed=seed,
@@ -231,5 +281,6 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 upstream=upstream,
                 fit_args=tuple(common),
                 test_args=(*common, f"--ckpt_path={directory / CHECKPOINT}"),
+                share_key=share_key,
             )
     return list({run.key: run for run in runs.values()}.values())

@@ -255,6 +255,28 @@ def test_nodata_of_either_input_and_nan_sar_stay_nodata(
     np.testing.assert_array_equal(data[1] == 255, nodata)
 
 
+def test_non_finite_optical_is_nodata_like_the_files_nodata_value(
+    ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    opt, sar = write_scene(tmp_path, 128, 192)
+    with rasterio.open(opt) as src:
+        s2 = src.read().astype(np.float32)
+    s2[:, :20, :30] = 0.0  # the file's nodata value, top-left
+    s2[3, 100:, 150:] = np.inf  # one band of R, G, B is enough
+    s2[2, :10, 170:] = -np.inf
+    s2[1, 60:70, 90:100] = np.nan
+    opt = _write(tmp_path / "s2_float.tif", s2, nodata=0.0)
+    assert run_map(ckpts["target"], opt, sar, tmp_path / "map.tif") == 0
+    data, _ = read_map(tmp_path / "map.tif")
+    nodata = np.zeros((128, 192), bool)
+    for rows, cols in ((slice(None, 20), slice(None, 30)), (slice(100, None), slice(150, None))):
+        nodata[rows, cols] = True
+    nodata[:10, 170:] = True
+    nodata[60:70, 90:100] = True
+    np.testing.assert_array_equal(data[0] == 255, nodata)
+    np.testing.assert_array_equal(data[1] == 255, nodata)
+
+
 def test_reads_are_windowed_never_the_whole_scene(
     ckpts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -287,6 +309,35 @@ def test_mismatched_twins_are_refused_naming_both_files_and_what_differs(
     assert str(opt) in err and str(sar) in err
     assert "CRS" in err and "transform" in err and "size 128x128 vs 160x128" in err
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("shift", "accepted"),
+    [(1e-7, True), (5e-5, False), (10.0, False)],
+    ids=["float-noise", "beyond-1e-6-of-the-smaller-pixel-side", "one-pixel"],
+)
+def test_twin_transforms_agree_within_a_millionth_of_the_smaller_pixel_side(
+    ckpts: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    shift: float,
+    accepted: bool,
+) -> None:
+    # 10 m pixels along x, 200 m along y: the tolerance is 1e-6 of the smaller side (1e-5 m),
+    # so a 5e-5 m shift, which 1e-6 of the larger side (2e-4 m) would forgive, still counts.
+    grid = Affine(10.0, 0.0, 500000.0, 0.0, -200.0, 5000000.0)
+    opt, _ = write_scene(tmp_path / "a", 128, 128, transform=grid)
+    moved = Affine(10.0 + 1e-9, 0.0, 500000.0 + shift, 0.0, -200.0, 5000000.0 - shift)
+    _, sar = write_scene(tmp_path / "b", 128, 128, transform=moved)
+    out = tmp_path / "out" / "map.tif"
+    code = run_map(ckpts["target"], opt, sar, out, "--no-preview")
+    err = capsys.readouterr().err
+    if accepted:
+        assert code == 0 and out.is_file(), err
+        return
+    assert code == 2 and not out.exists()
+    assert str(opt) in err and str(sar) in err and "not co-registered twins" in err
+    assert "transform (10.0, 0.0, 500000.0" in err and "CRS" not in err and "size" not in err
 
 
 def test_bad_inputs_are_refused_with_the_file_named_and_nothing_written(

@@ -1,9 +1,13 @@
 import json
 import math
+import re
 
 import numpy as np
 import pytest
+import rasterio
 import torch
+from affine import Affine
+from conftest import file_digests
 
 from datamodules import CloudyPairsDataModule, DataError, Standardisation
 
@@ -125,6 +129,61 @@ def test_bad_mask(cloudy_pairs_dataset, write_geotiff):
     with pytest.raises(DataError, match="must hold 0/1") as info:
         make_dm(cloudy_pairs_dataset).setup()
     assert str(path) in str(info.value)
+
+
+def mask_rewritten(fixture, write_geotiff, **georef):
+    """Rewrite the first pair's mask with the same pixels and other georeferencing."""
+    path = fixture.mask_path(fixture.ids[0])
+    with rasterio.open(path) as src:
+        pixels = src.read()
+    return write_geotiff(path, pixels, **georef)
+
+
+@pytest.mark.parametrize("store", [True, False], ids=["store", "no-store"])
+@pytest.mark.parametrize(
+    ("georef", "pattern", "absent"),
+    [
+        ({"crs": "EPSG:32633"}, "CRS EPSG:32633 vs EPSG:32632", "transform"),
+        (
+            {"transform": Affine(10.0, 0.0, 500000.0 + 640.0, 0.0, -10.0, 5000000.0)},
+            r"transform \(10.0, 0.0, 500640.0, .*\) vs \(10.0, 0.0, 500000.0",
+            "CRS",
+        ),
+    ],
+    ids=["crs", "transform"],
+)
+def test_mask_off_its_tiles_grid_is_refused(
+    cloudy_pairs_dataset, write_geotiff, georef, pattern, absent, store
+):
+    path = mask_rewritten(cloudy_pairs_dataset, write_geotiff, **georef)
+    before = file_digests(cloudy_pairs_dataset.root)
+    with pytest.raises(DataError, match="not co-registered with its optical patch") as info:
+        make_dm(cloudy_pairs_dataset, store=store).setup()
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    assert str(cloudy_pairs_dataset.opt_path(cloudy_pairs_dataset.ids[0])) in message
+    assert re.search(pattern, message) and absent not in message, message
+    assert file_digests(cloudy_pairs_dataset.root) == before
+
+
+def test_mask_transform_float_noise_is_not_a_difference(cloudy_pairs_dataset, write_geotiff):
+    noisy = Affine(10.0 + 1e-9, 0.0, 500000.0 + 1e-7, 0.0, -10.0, 5000000.0)
+    mask_rewritten(cloudy_pairs_dataset, write_geotiff, transform=noisy)
+    make_dm(cloudy_pairs_dataset).setup()
+
+
+def test_a_tile_listed_twice_in_labels_csv_is_refused(cloudy_pairs_dataset):
+    labels = cloudy_pairs_dataset.labels_path
+    lines = labels.read_text().splitlines()
+    pair_id = cloudy_pairs_dataset.ids[3]
+    (first,) = [n for n, line in enumerate(lines, start=1) if line.startswith(f"{pair_id},")]
+    labels.write_text("\n".join([*lines, lines[first - 1]]) + "\n")  # the same row again
+    before = file_digests(cloudy_pairs_dataset.root)
+    with pytest.raises(DataError) as info:
+        make_dm(cloudy_pairs_dataset).setup()
+    expected = f"patch {pair_id!r} is listed twice (lines {first} and {len(lines) + 1})"
+    assert str(info.value) == f"{labels}: {expected}"
+    assert file_digests(cloudy_pairs_dataset.root) == before
 
 
 def test_missing_folder_and_label(cloudy_pairs_dataset):

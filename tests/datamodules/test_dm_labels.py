@@ -74,6 +74,31 @@ def test_bad_labels_name_the_file(tmp_path, content, pattern):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("patch,label\na,Water\n\nb,Barren\na.tif,Water\n", "'a' is listed twice (lines 2 and 5)"),
+        ("b,Barren\nx/b.tif,2\n", "'b' is listed twice with different labels (lines 1 and 2)"),
+        ("a,0,0,1\nc,1,0,0\na,0,0,1\n", "'a' is listed twice (lines 1 and 3)"),
+    ],
+    ids=["identical-row", "contradicting-row", "identical-probabilities"],
+)
+def test_a_patch_listed_twice_names_the_file_and_both_lines(tmp_path, content, message):
+    path = tmp_path / "labels.csv"
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        read_labels(path, CLASSES)
+    assert str(info.value) == f"{path}: patch {message}"
+
+
+def test_a_patch_named_twice_in_a_pickle_is_refused(tmp_path):
+    path = tmp_path / "labels.pkl"
+    path.write_bytes(pickle.dumps({"a": [0, 0, 1], "s2/a.tif": [0, 0, 1]}))
+    with pytest.raises(DataError, match=r"'a' is listed twice \(as 'a' and 's2/a.tif'\)") as info:
+        read_labels(path, CLASSES)
+    assert str(path) in str(info.value)
+
+
 def test_missing_labels_file(tmp_path):
     with pytest.raises(DataError, match="labels file not found"):
         read_labels(tmp_path / "nope.csv", CLASSES)

@@ -98,7 +98,10 @@ def test_round_trip(tmp_path):
         ("id,label\n", "header"),
         ("id,patch,label,split\na,a,0,train\n", "split 'train'"),
         ("id,patch,label,split\na,a,x,test\n", "not an integer"),
-        ("id,patch,label,split\na,a,0,test\na,a,0,test\n", "twice"),
+        (
+            "id,patch,label,split\na,a,0,test\n\na,a,0,test\n",
+            r"'a' is listed twice \(lines 2 and 4\)",
+        ),
     ],
 )
 def test_bad_split_file(tmp_path, text, pattern):

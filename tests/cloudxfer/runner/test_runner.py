@@ -358,3 +358,87 @@ def test_stage_overrides_reach_one_method_and_the_ids_downstream(
     assert "--trainer.max_epochs=3" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         run_main(["--methods", "sl", "--out", out, "--print-commands", "--stage.nope.x=1"])
+
+
+def _shared_setting(tmp_path: Path, name: str, dataset: str, *overrides: str) -> Setting:
+    return Setting(
+        profile=profile_path("smoke"),
+        dataset=dataset,
+        overrides=("--profile.source_root=/data/source", *overrides),
+        run_root=lambda seed: tmp_path / name / f"seed{seed}",
+        share_dir=tmp_path / "shared",
+    )
+
+
+def test_source_domain_runs_share_a_key_across_target_data(tmp_path: Path) -> None:
+    def keys(setting: Setting, seed: int = 0) -> dict[str, str | None]:
+        runs = plan(["spl", "cycit", "target"], [seed], setting)
+        return {r.method.name: r.share_key for r in runs}
+
+    table1 = keys(_shared_setting(tmp_path, "t1", "sen12ms_cloud", "--profile.data_root=/a"))
+    # what reads no target data: the source pre-training and SPL's restorer, nothing else
+    assert {name for name, key in table1.items() if key} == {"source_pretrain", "spl_pretrain"}
+    # another target data set, data root or cloudy share (Table III, Fig. 9): the same keys
+    for other in (
+        _shared_setting(tmp_path, "t3", "cloudy_pairs", "--profile.data_root=/hunan"),
+        _shared_setting(tmp_path, "f9", "sen12ms_cloud", "--profile.data_root=/a",
+                        "--profile.cloudy_share=0.1", "--profile.cloud_masks=/masks"),
+    ):  # fmt: skip
+        assert keys(other) == table1
+    # what the source runs do read changes them: source data, trainer, profile, seed
+    for changed in (
+        keys(_shared_setting(tmp_path, "x", "sen12ms_cloud", "--profile.source_root=/aid")),
+        keys(_shared_setting(tmp_path, "x", "sen12ms_cloud", "--trainer.max_epochs=3")),
+        keys(_shared_setting(tmp_path, "x", "sen12ms_cloud", "--profile.lr=0.1")),
+        keys(_shared_setting(tmp_path, "x", "sen12ms_cloud"), seed=1),
+    ):
+        assert changed["source_pretrain"] != table1["source_pretrain"]
+        assert changed["spl_pretrain"] != table1["spl_pretrain"]
+    # the run ids stay per table: the folders are each table's own
+    t1 = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t1", "sen12ms_cloud"))
+    t3 = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t3", "cloudy_pairs"))
+    assert t1[0].run_id != t3[0].run_id and t1[0].share_key == t3[0].share_key
+
+
+def test_a_finished_source_run_is_copied_from_the_share_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    first = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t1", "sen12ms_cloud"))
+    execute(first, log=lambda _: None)
+    pretrain = first[0]
+    assert pretrain.shared_directory is not None
+    shared = pretrain.shared_directory
+    assert shared.parent == tmp_path / "shared"
+    assert shared.name == f"source_pretrain-{pretrain.share_key}"
+    assert (shared / "checkpoints" / "best.ckpt").read_bytes() == pretrain.checkpoint.read_bytes()
+    record = json.loads((shared / "shared.json").read_text())
+    assert record["share_key"] == pretrain.share_key
+    assert record["trained_in"] == str(pretrain.directory)
+    # another table: its source pre-training is copied, not fitted; its f_S is fitted
+    calls.clear()
+    lines: list[str] = []
+    other = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t3", "cloudy_pairs"))
+    execute(other, log=lines.append)
+    assert [(_folder(c).name, c[3]) for c in calls] == [
+        ("source_finetune", "fit"), ("source_finetune", "test")
+    ]  # fmt: skip
+    assert f"(shared from {shared}; {other[0].directory})" in lines[0]
+    assert other[0].checkpoint.read_bytes() == pretrain.checkpoint.read_bytes()
+    assert json.loads((other[0].directory / "run.json").read_text())["id"] == other[0].run_id
+    # run again: reused from its own folder now
+    calls.clear()
+    lines.clear()
+    execute(other, log=lines.append)
+    assert calls == [] and "(reused;" in lines[0]
+    # a damaged shared copy is reported and not used; the run is fitted and the copy replaced
+    (shared / "checkpoints" / "best.ckpt").write_bytes(b"damaged")
+    lines.clear()
+    level = _shared_setting(tmp_path, "f9", "sen12ms_cloud", "--profile.cloudy_share=0.1")
+    third = plan(["source_finetune"], [0], level)
+    execute(third, log=lines.append)
+    assert ("source_pretrain", "fit") in [(_folder(c).name, c[3]) for c in calls]
+    assert any("shared copy not used: checkpoint" in x and "is unreadable" in x for x in lines)
+    assert read_metadata(shared / "checkpoints" / "best.ckpt")["stage"] == "source_pretrain"
+    assert not list((tmp_path / "shared").glob(".*"))  # no staging folder left behind
