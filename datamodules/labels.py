@@ -159,8 +159,9 @@ def read_labels(path: str | Path, class_names: Sequence[str]) -> dict[str, int]:
         Mapping from patch key (no extension) to class index.
 
     Raises:
-        DataError: Missing/unreadable file, malformed rows, duplicates with different labels,
-            or labels outside the class scheme; the message names the file.
+        DataError: Missing/unreadable file, malformed rows, a patch listed twice (naming both
+            lines, or both names in a pickle), or labels outside the class scheme; the message
+            names the file.
 
     """
     path = Path(path)
@@ -170,9 +171,15 @@ def read_labels(path: str | Path, class_names: Sequence[str]) -> dict[str, int]:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         entries = _read_pickle(path)
         labels: dict[str, int] = {}
+        names: dict[str, str] = {}
         for name, probs in entries.items():
             key = patch_key(str(name))
-            _store(labels, key, resolver.from_probabilities(key, list(np.ravel(probs))), path)
+            if key in names:  # two names of one patch (``a`` and ``a.tif``, other folders)
+                raise data_error(
+                    path, f"patch {key!r} is listed twice (as {names[key]!r} and {str(name)!r})"
+                )
+            names[key] = str(name)
+            labels[key] = resolver.from_probabilities(key, list(np.ravel(probs)))
         return labels
     return _read_csv(path, resolver)
 
@@ -193,30 +200,34 @@ def _read_pickle(path: Path) -> Mapping[Any, Any]:
 def _read_csv(path: Path, resolver: LabelResolver) -> dict[str, int]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
+            reader = csv.reader(handle)
+            # (line number in the file, row): errors name the line an editor shows
+            rows = [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise data_error(path, f"cannot read labels CSV: {exc}") from exc
-    if rows and rows[0][0].strip().casefold() in HEADER_KEYS:
+    if rows and rows[0][1][0].strip().casefold() in HEADER_KEYS:
         rows = rows[1:]
     if not rows:
         raise data_error(path, "labels file holds no rows")
     labels: dict[str, int] = {}
-    for line, row in enumerate(rows, start=1):
+    first_line: dict[str, int] = {}
+    for line, row in rows:
         if len(row) < 2:
-            raise data_error(path, f"row {line} needs 'patch,label' or 'patch,p1..pK': {row}")
+            raise data_error(path, f"line {line} needs 'patch,label' or 'patch,p1..pK': {row}")
         key = patch_key(row[0])
         if len(row) == 2:
             index = resolver.from_label(key, row[1])
         else:
             index = resolver.from_probabilities(key, row[1:])
-        _store(labels, key, index, path)
+        if key in first_line:
+            # even an identical repeat: a tile listed twice is an edited or merged file gone wrong
+            differ = " with different labels" if labels[key] != index else ""
+            raise data_error(
+                path, f"patch {key!r} is listed twice{differ} (lines {first_line[key]} and {line})"
+            )
+        first_line[key] = line
+        labels[key] = index
     return labels
-
-
-def _store(labels: dict[str, int], key: str, index: int, path: Path) -> None:
-    if key in labels and labels[key] != index:
-        raise data_error(path, f"patch {key!r} is listed twice with different labels")
-    labels[key] = index
 
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,8 @@ def _crs_name(crs: CRS | None) -> str:
 def georef_differences(first: Georef, second: Georef) -> list[str]:
     """Say how two rasters' georeferencing differs (empty when they are co-registered).
 
-    The transforms are compared within :data:`TRANSFORM_TOLERANCE_PX` of the first raster's
-    pixel, so float noise from different writers of one grid is not a difference.
+    The transforms are compared within :data:`TRANSFORM_TOLERANCE_PX` of the smaller pixel
+    side, so float noise from different writers of one grid is not a difference.
 
     Args:
         first: One raster's georeferencing.
@@ -50,7 +51,9 @@ def georef_differences(first: Georef, second: Georef) -> list[str]:
     if first.crs != second.crs:
         diffs.append(f"CRS {_crs_name(first.crs)} vs {_crs_name(second.crs)}")
     grid = first.transform
-    pixel = max(abs(grid.a), abs(grid.b), abs(grid.d), abs(grid.e)) or 1.0
+    sides = [math.hypot(t.a, t.d) for t in (grid, second.transform)]  # column steps
+    sides += [math.hypot(t.b, t.e) for t in (grid, second.transform)]  # row steps
+    pixel = min(sides) or 1.0
     if not grid.almost_equals(second.transform, TRANSFORM_TOLERANCE_PX * pixel):
         diffs.append(f"transform {tuple(grid)[:6]} vs {tuple(second.transform)[:6]}")
     return diffs

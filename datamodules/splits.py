@@ -213,14 +213,14 @@ def read_split_csv(path: str | Path, allowed_splits: Sequence[str] = SPLIT_NAMES
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
-            records = [r for r in reader if r]
+            records = [(reader.line_num, r) for r in reader if r]  # errors name file lines
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise data_error(path, f"cannot read split file: {exc}") from exc
     if header is None or tuple(c.strip() for c in header) != SPLIT_COLUMNS:
         raise data_error(path, f"split file header must be {','.join(SPLIT_COLUMNS)}: {header}")
     rows: list[SplitRow] = []
-    seen: set[str] = set()
-    for line, record in enumerate(records, start=2):
+    seen: dict[str, int] = {}
+    for line, record in records:
         if len(record) != len(SPLIT_COLUMNS):
             raise data_error(path, f"line {line}: expected 4 columns, got {record}")
         tile_id, patch, label, split = (c.strip() for c in record)
@@ -231,7 +231,9 @@ def read_split_csv(path: str | Path, allowed_splits: Sequence[str] = SPLIT_NAMES
         except ValueError:
             raise data_error(path, f"line {line}: label {label!r} is not an integer") from None
         if tile_id in seen:
-            raise data_error(path, f"line {line}: tile id {tile_id!r} listed twice")
-        seen.add(tile_id)
+            raise data_error(
+                path, f"tile id {tile_id!r} is listed twice (lines {seen[tile_id]} and {line})"
+            )
+        seen[tile_id] = line
         rows.append(SplitRow(id=tile_id, patch=patch, label=label_index, split=split))
     return rows

@@ -17,7 +17,7 @@ from datamodules.normalisation import (
     SarNanPolicy,
     fix_sar_nonfinite,
 )
-from datamodules.raster import check_square, georef_differences, read_georeferenced
+from datamodules.raster import Georef, check_square, georef_differences, read_georeferenced
 
 Tiling = Literal["center", "grid"]
 
@@ -167,17 +167,39 @@ class PairReader:
                     f"SAR patch is not co-registered with its optical twin {ref.opt_path}: "
                     f"{'; '.join(diffs)} (SAR vs optical)",
                 )
-            if mask is not None and mask.shape != (size, size):
-                raise data_error(
-                    ref.mask_path or "",
-                    f"cloud mask is {mask.shape[0]}x{mask.shape[1]} px, its optical patch "
-                    f"{size}x{size} px",
-                )
+            if mask is not None and ref.mask_path is not None:
+                self._check_mask_grid(ref.mask_path, mask, ref.opt_path, opt_georef, size)
         elif mask is not None:
             top, left, height, width = window
             mask = mask[top : top + height, left : left + width]
         sar, replaced = fix_sar_nonfinite(sar, self.sar_nan, ref.sar_path)
         return TileArrays(opt_dn=opt, sar_db=sar, mask=mask), replaced
+
+    @staticmethod
+    def _check_mask_grid(
+        mask_path: Path, mask: np.ndarray, opt_path: Path, opt_georef: Georef, size: int
+    ) -> None:
+        """Refuse a cloud mask whose size, CRS or transform differs from its optical patch's.
+
+        A mask on another grid marks clouds over the wrong ground; its header is read through
+        one pixel, since its values were read already.
+        """
+        if mask.shape != (size, size):
+            raise data_error(
+                mask_path,
+                f"cloud mask is {mask.shape[0]}x{mask.shape[1]} px, its optical patch "
+                f"{size}x{size} px",
+            )
+        _, mask_georef = read_georeferenced(
+            mask_path, what="cloud mask", expected_count=1, window=(0, 0, 1, 1)
+        )
+        diffs = georef_differences(mask_georef, opt_georef)
+        if diffs:
+            raise data_error(
+                mask_path,
+                f"cloud mask is not co-registered with its optical patch {opt_path}: "
+                f"{'; '.join(diffs)} (mask vs optical)",
+            )
 
     def read_tile(self, tile: PairTile) -> TileArrays:
         """Read one tile with windowed reads (used when the cache is off)."""
