@@ -176,7 +176,13 @@ def _publish(run: PlannedRun) -> None:
                                            "run_id": run.run_id})  # fmt: skip
     if shared.exists():
         shutil.rmtree(shared)  # an unusable copy (checked above)
-    os.replace(staging, shared)
+    try:
+        os.replace(staging, shared)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if _shared_copy(run, lambda _: None) is None:
+            raise
+        # another runner published the same training meanwhile: keep that copy
 
 
 def run_one(
