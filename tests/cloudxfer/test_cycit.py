@@ -266,6 +266,7 @@ def test_cycit_runs_read_the_data_set_the_source_images_and_the_clear_twins(
                  "cycit": "--data.init_args.clear_twins=true"}[name]  # fmt: skip
         assert args.index(extra) > data  # after the data set's config
     args = list(runs["cycit"].fit_args)
+    assert args.index("--data.init_args.batch_size=8") > data  # the adaptation's batches
     assert f"--model.init_args.translator_from={runs['cycit_pretrain'].checkpoint}" in args
     assert f"--model.init_args.classifier={runs['source_finetune'].checkpoint}" in args
 
