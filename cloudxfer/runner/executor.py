@@ -170,19 +170,20 @@ def _publish(run: PlannedRun) -> None:
         return
     shared.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{shared.name}-", dir=shared.parent))
-    _copy_run_files(run.directory, staging)
-    write_json(staging / SHARED_FILENAME, {"share_key": run.share_key, "method": run.method.name,
-                                           "seed": run.seed, "trained_in": str(run.directory),
-                                           "run_id": run.run_id})  # fmt: skip
-    if shared.exists():
-        shutil.rmtree(shared)  # an unusable copy (checked above)
     try:
+        _copy_run_files(run.directory, staging)
+        write_json(staging / SHARED_FILENAME, {"share_key": run.share_key,
+                   "method": run.method.name, "seed": run.seed,
+                   "trained_in": str(run.directory), "run_id": run.run_id})  # fmt: skip
+        if shared.exists():
+            shutil.rmtree(shared)  # an unusable copy (checked above)
         os.replace(staging, shared)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
         if _shared_copy(run, lambda _: None) is None:
             raise
         # another runner published the same training meanwhile: keep that copy
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed
 
 
 def run_one(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -442,3 +444,43 @@ def test_a_finished_source_run_is_copied_from_the_share_folder(
     assert any("shared copy not used: checkpoint" in x and "is unreadable" in x for x in lines)
     assert read_metadata(shared / "checkpoints" / "best.ckpt")["stage"] == "source_pretrain"
     assert not list((tmp_path / "shared").glob(".*"))  # no staging folder left behind
+
+
+def test_a_copy_published_meanwhile_by_another_runner_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer([]))
+    first = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t1", "sen12ms_cloud"))
+    execute(first, log=lambda _: None)
+    shared = first[0].shared_directory
+    assert shared is not None and (shared / "shared.json").is_file()
+    theirs = tmp_path / "theirs"
+    shutil.copytree(shared, theirs)
+    # this runner's own finished run of the same key, about to be published
+    other = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t3", "cloudy_pairs"))
+    shutil.copytree(first[0].directory, other[0].directory)
+    real_copy, real_replace = execute_module._shared_copy, os.replace
+    checks: list[int] = []
+
+    def first_check_finds_none(run: Any, log: Any) -> Path | None:
+        checks.append(1)
+        return None if len(checks) == 1 else real_copy(run, log)
+
+    def landed_first(src: Any, dst: Any) -> None:
+        if Path(dst) != shared:
+            real_replace(src, dst)
+            return
+        shutil.copytree(theirs, shared)  # the other runner's rename came first
+        raise OSError(39, "Directory not empty")
+
+    monkeypatch.setattr(execute_module, "_shared_copy", first_check_finds_none)
+    monkeypatch.setattr(execute_module.os, "replace", landed_first)
+    execute_module._publish(other[0])  # their usable copy is kept, nothing raised
+    assert json.loads((shared / "shared.json").read_text())["trained_in"] == str(first[0].directory)
+    assert not list(shared.parent.glob(".*"))  # no staging folder left
+    # and when no usable copy is there after all, the failure is not hidden
+    shutil.rmtree(shared)
+    monkeypatch.setattr(execute_module, "_shared_copy", lambda run, log: None)
+    with pytest.raises(OSError, match="Directory not empty"):
+        execute_module._publish(other[0])
+    assert not list(shared.parent.glob(".*"))
