@@ -54,18 +54,20 @@ table1:  ## Table I (NWPU role -> SEN12MS Cloud): every registered row, SEEDS, P
 
 table2:  ## Table II (AID role -> SEN12MS Cloud): as table1 with the AID-role source set
 	$(BIN)/cloudxfer run --table table2 --profile $(PROFILE) --seeds $(subst $(comma), ,$(SEEDS)) \
-		--out $(RESULTS)/table2 --share-dir $(SHARED) --synth --seed $(SIM_SEED) --source-role aid $(TABLE_SIZES) \
-		--data-root $(SIM_DATA)/target --source-root $(SIM_DATA)/source_aid $(PASTE) $(ARGS)
+		--out $(RESULTS)/table2 --share-dir $(SHARED) --synth --seed $(SIM_SEED) \
+		--source-role aid $(TABLE_SIZES) --data-root $(SIM_DATA)/target \
+		--source-root $(SIM_DATA)/source_aid $(PASTE) $(ARGS)
 
 table3:  ## Table III (NWPU role -> Hunan-style real-cloudy set): as table1 on experiments/cloudy_pairs
 	$(BIN)/cloudxfer run --table table3 --dataset cloudy_pairs --profile $(PROFILE) \
-		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table3 --share-dir $(SHARED) --synth --seed $(SIM_SEED) \
-		$(TABLE_SIZES) --data-root $(SIM_DATA)/hunan --source-root $(SIM_DATA)/source $(ARGS)
+		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table3 --share-dir $(SHARED) \
+		--synth --seed $(SIM_SEED) $(TABLE_SIZES) --data-root $(SIM_DATA)/hunan \
+		--source-root $(SIM_DATA)/source $(ARGS)
 
 table4:  ## Table IV (AID role -> Hunan-style real-cloudy set)
 	$(BIN)/cloudxfer run --table table4 --dataset cloudy_pairs --profile $(PROFILE) \
-		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table4 --share-dir $(SHARED) --synth --seed $(SIM_SEED) \
-		--source-role aid $(TABLE_SIZES) --data-root $(SIM_DATA)/hunan \
+		--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/table4 --share-dir $(SHARED) \
+		--synth --seed $(SIM_SEED) --source-role aid $(TABLE_SIZES) --data-root $(SIM_DATA)/hunan \
 		--source-root $(SIM_DATA)/source_aid $(ARGS)
 
 fig7: table1  ## Fig. 7: OA on cloudy vs clear tiles per Table I row; confusion matrices, recall
@@ -80,8 +82,8 @@ fig8: table1  ## Fig. 8: F2's per-modality losses with and without IRM (first of
 fig9:  ## Fig. 9: F2 with and without IRM against the share of clouded tiles (LEVELS, SEEDS)
 	for L in $(LEVELS); do \
 		$(BIN)/cloudxfer run --methods target target_noirm --profile $(PROFILE) \
-			--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/fig9/cloud$$L --share-dir $(SHARED) --synth \
-			--seed $(SIM_SEED) $(TABLE_SIZES) --data-root $(SIM_DATA)/target \
+			--seeds $(subst $(comma), ,$(SEEDS)) --out $(RESULTS)/fig9/cloud$$L \
+			--share-dir $(SHARED) --synth --seed $(SIM_SEED) $(TABLE_SIZES) --data-root $(SIM_DATA)/target \
 			--source-root $(SIM_DATA)/source $(PASTE) \
 			--profile.cloudy_share=$$(awk "BEGIN { print $$L / 100 }") $(ARGS) || exit 1; \
 	done
