@@ -215,7 +215,8 @@ def run_one(
             run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}
         )
         how = "ran"
-    _publish(run)
+    if shared is None:  # a copy from the share folder is there already
+        _publish(run)
     if not run.method.tested:
         return None, how
     if read_record(metrics_path) is None:

@@ -110,17 +110,31 @@ PROFILE_FIELD = re.compile(r"profile\.(\w+)")
 """A profile field interpolated by a config (``${profile.data_root}``, ``${...profile.x}``)."""
 
 
-def target_only_overrides(setting: Setting, m: Method, overrides: Sequence[str]) -> list[str]:
-    """Return the overrides that reach the run only through the target data's config.
+def target_only_overrides(data_text: str, stage_text: str, overrides: Sequence[str]) -> list[str]:
+    """Return the overrides that reach a run only through the target data's config.
 
     Those are ``--data=`` and ``--profile.<field>=`` overrides of the fields the data set's
-    ``data.yaml`` interpolates (data root, cloudy share, cloud masks) that the method's stage
-    config does not interpolate itself. A run that does not read the target data ignores them.
+    ``data.yaml`` (``data_text``) interpolates (data root, cloudy share, cloud masks) that the
+    method's stage config (``stage_text``) does not interpolate itself. A run that does not
+    read the target data ignores them.
     """
-    data_fields = set(PROFILE_FIELD.findall(setting.data_config().read_text(encoding="utf-8")))
-    own = set(PROFILE_FIELD.findall(setting.stage_config(m).read_text(encoding="utf-8")))
-    ignored = tuple(f"--profile.{name}=" for name in sorted(data_fields - own))
+    fields = set(PROFILE_FIELD.findall(data_text)) - set(PROFILE_FIELD.findall(stage_text))
+    ignored = tuple(f"--profile.{name}=" for name in sorted(fields))
     return [arg for arg in overrides if arg.startswith(("--data=", *ignored))]
+
+
+def _source_inputs(
+    setting: Setting, m: Method, texts: dict[str, str], overrides: list[str]
+) -> dict[str, object] | None:
+    """Return the configs and overrides a run's share key hashes (None: it reads target data)."""
+    stage = setting.stage_config(m)
+    if reads_target_data(stage):
+        return None
+    dropped = target_only_overrides(texts[TARGET_DATA], texts[stage.name], overrides)
+    return {
+        "configs": {name: text for name, text in texts.items() if name != TARGET_DATA},
+        "overrides": [arg for arg in overrides if arg not in dropped],
+    }
 
 
 def reads_target_data(stage_config: Path) -> bool:
@@ -215,6 +229,14 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
     """
     order = upstream_closure(list(methods))
     configs = {name: _config_texts(setting, method(name)) for name in order}
+    overrides = {
+        name: [*setting.overrides, *method(name).overrides, *setting.overrides_of(name)]
+        for name in order
+    }
+    source_inputs = {
+        name: _source_inputs(setting, method(name), configs[name], overrides[name])
+        for name in order
+    }
     runs: dict[tuple[str, int], PlannedRun] = {}
     for seed in seeds:
         root = setting.run_root(seed)
@@ -237,9 +259,7 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 *setting.data_arguments(m),
                 f"--profile.run_root={root}",
                 f"--profile.seed={seed}",
-                *setting.overrides,
-                *m.overrides,
-                *setting.overrides_of(name),
+                *overrides[name],
                 *inputs,
                 f"--trainer.default_root_dir={directory}",
                 # inert unless --wandb.enabled=true: one W&B group per table, runs by stage/seed
@@ -248,11 +268,10 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 f"--wandb.job_type={m.stage}",
                 f"--wandb.tags=[seed{seed},{m.name}]",
             ]  # fmt: skip
-            overrides = [*setting.overrides, *m.overrides, *setting.overrides_of(name)]
             parts: dict[str, object] = {
                 "method": m.name, "stage": m.stage, "seed": seed,
                 "configs": configs[name],
-                "overrides": overrides,
+                "overrides": overrides[name],
                 "upstream": [run.run_id for run in upstream],
             }  # fmt: skip
             if setting.dataset != STAGE_DATASET and not setting.data_arguments(m):
@@ -260,18 +279,11 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 parts["data"] = "own"
             run_id = _digest(parts)
             share_key = None
-            if not reads_target_data(setting.stage_config(m)) and all(
-                run.share_key for run in upstream
-            ):
+            source = source_inputs[name]
+            if source is not None and all(run.share_key for run in upstream):
                 # the same hash, less what only the target data reads
-                dropped = target_only_overrides(setting, m, overrides)
-                share_key = _digest({
-                    **parts,
-                    "configs": {k: v for k, v in configs[name].items() if k != TARGET_DATA},
-                    "overrides": [arg for arg in overrides if arg not in dropped],
-                    "upstream": [run.share_key for run in upstream],
-                    "data": "source",
-                })  # fmt: skip
+                share_key = _digest({**parts, **source, "data": "source",
+                                     "upstream": [run.share_key for run in upstream]})  # fmt: skip
             runs[(name, seed)] = PlannedRun(
                 method=m,
                 seed=seed,
