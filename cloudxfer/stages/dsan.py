@@ -5,8 +5,11 @@ target classes, so its head already speaks them), reads both modalities through 
 encoder (both have 3 channels). Per step it takes a batch of labelled target tiles' *optical*
 images (the labelled source of DSAN, cross-entropy on their labels) and a batch of target
 tiles' *SAR* images (the unlabelled target), and aligns their features class by class with
-LMMD, weighted by DSAN's ramp. It is scored on SAR alone. docs/baselines.md says why the
-source side is the labelled target optical tiles rather than the source domain's images.
+LMMD, weighted by DSAN's ramp. With ``sar_label_weight > 0`` the labelled tiles' SAR images
+add a cross-entropy term (their labels are among the 20 per class every row may read): the
+semi-supervised reading that anchors the SAR classes. It is scored on SAR alone.
+docs/baselines.md says why the source side is the labelled target optical tiles rather than
+the source domain's images.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class SubdomainAdaptation(SarFromSourceModel):
             over training progress ``p`` (steps of ``max_epochs``).
         kernel_mul: ratio between the Gaussian kernels' bandwidths.
         kernel_num: number of Gaussian kernels.
+        sar_label_weight: weight of cross-entropy on the labelled tiles' SAR images (0: the
+            unsupervised DSAN, no SAR label read).
         **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
 
     """
@@ -55,6 +60,7 @@ class SubdomainAdaptation(SarFromSourceModel):
         lmmd_weight: float = 1.0,
         kernel_mul: float = 2.0,
         kernel_num: int = 5,
+        sar_label_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(init_from=init_from, backbone=backbone, **kwargs)
@@ -64,13 +70,13 @@ class SubdomainAdaptation(SarFromSourceModel):
         """Return the target tiles of the step (the labelled stream cycles beside them)."""
         return len(batch["target"]["id"]) if "target" in batch else len(batch["id"])
 
-    def _streams(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
-        """(source optical images, their labels, target SAR images) of a step's batch."""
+    def _streams(self, batch: Batch) -> tuple[Batch, Tensor]:
+        """Split a step's batch into the labelled tiles' fields and the target SAR images."""
         if "target" in batch:
-            source, target = batch["labelled"], batch["target"]
-            return source[SOURCE_INPUT], source["label"], target[TARGET_INPUT]
+            return batch["labelled"], batch["target"][TARGET_INPUT]
         labelled = batch["labelled"].bool()
-        return batch[SOURCE_INPUT][labelled], batch["label"][labelled], batch[TARGET_INPUT]
+        fields = (SOURCE_INPUT, TARGET_INPUT, "label")
+        return {key: batch[key][labelled] for key in fields}, batch[TARGET_INPUT]
 
     def progress(self) -> float:
         """Training progress in [0, 1] (global step over all planned steps) for the ramp."""
@@ -90,14 +96,22 @@ class SubdomainAdaptation(SarFromSourceModel):
         return float(self.hparams["lmmd_weight"]) * lmmd_ramp(progress)
 
     def compute_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """Cross-entropy on the labelled optical images + ramped LMMD to the SAR images."""
+        """Cross-entropy on the labelled optical images + ramped LMMD to the SAR images.
+
+        With ``sar_label_weight > 0``, plus that weight times cross-entropy on the labelled
+        tiles' SAR images.
+        """
         model = cast(SceneClassifier, self.model)
-        source_images, labels, target_images = self._streams(batch)
+        labelled, target_images = self._streams(batch)
+        source_images, labels = labelled[SOURCE_INPUT], labelled["label"]
         target_features = model.encoder(target_images)
         target_probabilities = torch.softmax(model.head(target_features), dim=1)
         if len(labels) == 0:  # a held-out batch without labelled tiles: alignment undefined
             zero = target_features.sum() * 0.0
-            return zero, {"loss/supervised": zero.detach(), "loss/lmmd": zero.detach()}
+            logs = {"loss/supervised": zero.detach(), "loss/lmmd": zero.detach()}
+            if self.hparams["sar_label_weight"] > 0:
+                logs["loss/supervised_sar"] = zero.detach()
+            return zero, logs
         source_features = model.encoder(source_images)
         supervised, accuracy = label_loss(model.head(source_features), labels)
         # Training aligns the global batch of all DDP processes (equal batch sizes there); a
@@ -113,9 +127,17 @@ class SubdomainAdaptation(SarFromSourceModel):
         )
         weight = self.lmmd_weight_now()
         loss = supervised + weight * alignment
-        return loss, {
+        logs = {
             "loss/supervised": supervised.detach(),
             "loss/lmmd": alignment.detach(),
             "lmmd/weight": torch.tensor(weight),
             "train/acc": accuracy,
         }
+        sar_weight = float(self.hparams["sar_label_weight"])
+        if sar_weight > 0:
+            sar_logits = model.head(model.encoder(labelled[TARGET_INPUT]))
+            supervised_sar, accuracy_sar = label_loss(sar_logits, labels)
+            loss = loss + sar_weight * supervised_sar
+            logs["loss/supervised_sar"] = supervised_sar.detach()
+            logs["train/acc_sar"] = accuracy_sar
+        return loss, logs

@@ -148,3 +148,31 @@ def test_dsan_scores_held_out_tiles_at_the_ramps_end_weight() -> None:
     assert module.lmmd_weight_now() == pytest.approx(0.5 * lmmd_ramp(0.1))
     module.eval()
     assert module.lmmd_weight_now() == pytest.approx(0.5 * lmmd_ramp(1.0))
+
+
+def test_dsan_sar_label_term_adds_weighted_cross_entropy_on_labelled_sar() -> None:
+    from cloudxfer.stages import SubdomainAdaptation
+
+    torch.manual_seed(0)
+    names = ["a", "b", "c"]
+    plain = SubdomainAdaptation(backbone="resnet10", class_names=names)
+    anchored = SubdomainAdaptation(backbone="resnet10", class_names=names, sar_label_weight=0.5)
+    anchored.model.load_state_dict(plain.model.state_dict())
+    plain.eval()
+    anchored.eval()
+    batch = {
+        "labelled": {
+            "image_opt": torch.randn(4, 3, 32, 32),
+            "image_sar": torch.randn(4, 3, 32, 32),
+            "label": torch.tensor([0, 1, 2, 1]),
+        },
+        "target": {"image_sar": torch.randn(6, 3, 32, 32), "id": [str(i) for i in range(6)]},
+    }
+    with torch.no_grad():
+        loss_plain, logs_plain = plain.compute_loss(batch)
+        loss_anchored, logs = anchored.compute_loss(batch)
+        sar_logits = plain.model.head(plain.model.encoder(batch["labelled"]["image_sar"]))
+    expected = torch.nn.functional.cross_entropy(sar_logits, batch["labelled"]["label"])
+    assert "loss/supervised_sar" not in logs_plain
+    torch.testing.assert_close(logs["loss/supervised_sar"], expected)
+    torch.testing.assert_close(loss_anchored, loss_plain + 0.5 * expected)
