@@ -104,12 +104,13 @@ class SubdomainAdaptation(SarFromSourceModel):
         model = cast(SceneClassifier, self.model)
         labelled, target_images = self._streams(batch)
         source_images, labels = labelled[SOURCE_INPUT], labelled["label"]
+        sar_weight = float(self.hparams["sar_label_weight"])
         target_features = model.encoder(target_images)
         target_probabilities = torch.softmax(model.head(target_features), dim=1)
         if len(labels) == 0:  # a held-out batch without labelled tiles: alignment undefined
             zero = target_features.sum() * 0.0
             logs = {"loss/supervised": zero.detach(), "loss/lmmd": zero.detach()}
-            if self.hparams["sar_label_weight"] > 0:
+            if sar_weight > 0:
                 logs["loss/supervised_sar"] = zero.detach()
             return zero, logs
         source_features = model.encoder(source_images)
@@ -133,7 +134,6 @@ class SubdomainAdaptation(SarFromSourceModel):
             "lmmd/weight": torch.tensor(weight),
             "train/acc": accuracy,
         }
-        sar_weight = float(self.hparams["sar_label_weight"])
         if sar_weight > 0:
             sar_logits = model.head(model.encoder(labelled[TARGET_INPUT]))
             supervised_sar, accuracy_sar = label_loss(sar_logits, labels)
