@@ -4,7 +4,8 @@ source pretrain -> source fine-tune -> F1 opt -> F1 sar -> F2 (IRM) [-> F2 witho
 each run a ``cloudxfer fit`` / ``test`` subprocess through ``cloudxfer.runner`` (complete
 runs are reused, interrupted ones resume from ``last.ckpt``), under ``OUT/runs/<method>``.
 At the end the OA/AA/Kappa table (all / cloudy / clear) is printed and written as
-``results.md``, with one convergence line per fitted stage.
+``results.md``, with one convergence line per fitted stage, beside ``loss_curves.png`` (Fig. 8)
+and ``convergence.png`` (each stage's training and held-out loss per epoch).
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     table = format_markdown(rows) + "\n\n" + convergence_section(runs, with_seed=False)
     atomic_write_text(out / "results.md", table + "\n")
+    from cloudxfer.reporting.convergence import convergence_figure
     from cloudxfer.reporting.curves import plot_loss_curves
 
     targets = [run for run in runs if run.method.name in CHAIN_METHODS]
     labels = ["F2 with IRM" if run.method.name == "target" else "F2 without IRM" for run in targets]
     plot = plot_loss_curves([run.directory for run in targets], labels, out / "loss_curves.png")
-    print(f"wrote {plot}")
+    curves, _ = convergence_figure([run.directory for run in runs], out / "convergence.png")
+    print(f"wrote {plot}, {curves}")
     print("\n" + table)
     print(f"\nArtefacts under {out}")
     print(f"Wall time: {time.perf_counter() - start:.0f} s (simulation included if it ran)")

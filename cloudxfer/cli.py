@@ -396,7 +396,10 @@ COMMANDS: dict[str, str] = {
     "synth": "write simulated data: target pairs (SEN12MS or Hunan layout), source scenes",
     "chain": "run the whole method on one seed and print its table (make demo)",
     "run": "run registered methods over seeds, or a paper table (make table1..4)",
-    "plot": "figures: losses (Fig. 8), cloudy-clear (Fig. 7), cloud-sweep (Fig. 9), confusion",
+    "plot": (
+        "figures: losses (Fig. 8), cloudy-clear (Fig. 7), cloud-sweep (Fig. 9), confusion, "
+        "convergence"
+    ),
     "report": "print runs' test metrics beside their training diagnostics",
     "map": "classify a whole S2/S1 scene pair with sliding windows into a class map GeoTIFF",
 }

@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     confusion = sub.add_parser("confusion", help="confusion matrices and per-class recall")
     confusion.add_argument("results", type=Path, help="a table's output folder (seed*/<method>/)")
     confusion.add_argument("--out", type=Path, required=True, help="folder to write into")
+    conv = sub.add_parser(
+        "convergence", help="train and held-out loss per epoch of each stage, best epoch marked"
+    )
+    conv.add_argument("run_dir", type=Path, help="a stage folder, or a folder of them")
+    conv.add_argument("--out", type=Path, required=True, help="PNG to write (CSV beside it)")
     args = parser.parse_args(argv)
     if args.what != "losses":
         from cloudxfer.reporting import figures
@@ -104,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                 written = list(figures.cloudy_clear_figure(args.results, args.out))
             elif args.what == "cloud-sweep":
                 written = list(figures.cloud_sweep_figure(args.root, args.out))
+            elif args.what == "convergence":
+                from cloudxfer.reporting import convergence
+
+                stages = convergence.fitted_stages(args.run_dir)
+                written = list(convergence.convergence_figure(stages, args.out))
             else:
                 written = figures.confusion_figures(args.results, args.out)
         except ValueError as err:

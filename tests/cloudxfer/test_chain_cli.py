@@ -119,6 +119,15 @@ def test_chain_prints_table_and_writes_artefacts(chain_run: Path) -> None:
         correct = sum(r["label"] == r["pred"] for r in rows) / len(rows)
         assert metrics["oa"] == pytest.approx(correct)
     assert (chain_run / "loss_curves.png").stat().st_size > 10_000
+    assert (chain_run / "convergence.png").stat().st_size > 10_000
+    with (chain_run / "convergence.csv").open() as handle:
+        curve_rows = list(csv.DictReader(handle))
+    # one row per epoch of every fitted stage, as its training record holds them
+    for stage in ("source_pretrain", "source_finetune", "aux_opt", "aux_sar", "target"):
+        record = json.loads((runs / stage / "training.json").read_text())
+        mine = [r for r in curve_rows if r["stage"] == stage]
+        assert len(mine) == len(record["epochs"])
+        assert float(mine[-1]["val_loss"]) == pytest.approx(record["epochs"][-1]["val"]["loss"])
     assert (chain_run / "results.md").read_text().startswith("| model |")
     split = list(csv.DictReader((runs / "target" / "split.csv").open()))
     labelled = [r for r in split if r["split"] == "labelled"]

@@ -197,6 +197,9 @@ def test_an_unreadable_checkpoint_is_reported_and_its_run_fitted_again(
     assert line.endswith("); starting again instead of resuming")
     # the chain sits on the same runner: it reports and re-runs the same way
     monkeypatch.setattr("cloudxfer.reporting.curves.plot_loss_curves", lambda *a: tmp_path)
+    monkeypatch.setattr(
+        "cloudxfer.reporting.convergence.convergence_figure", lambda *a: (tmp_path, tmp_path)
+    )
     out = tmp_path / "chain"
     chain = ["--profile", "smoke", "--out", str(out), "--no-compare"]
     assert chain_main(chain) == 0
