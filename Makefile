@@ -6,20 +6,24 @@ OUT ?= runs/demo
 PROFILE ?= quick
 SEEDS ?= 0,1,2
 SIM_SEED ?= 0
-RESULTS ?= results
+# Each profile writes its own folder (the table writer refuses to mix profiles in one table):
+# quick under results/, smoke and paper under results/smoke/ and results/paper/.
+RESULTS ?= results$(if $(filter-out quick,$(PROFILE)),/$(PROFILE))
+SMOKE = $(filter smoke,$(PROFILE))
 comma := ,
 SIM_DATA = $(RESULTS)/data/sim$(SIM_SEED)
 # Source-domain runs (source pre-training, SPL's restorer) read no target data: trained once,
 # then copied by every table and Fig. 9 level of the same profile, source set and seed.
 SHARED = $(RESULTS)/shared
 # The tables simulate the sizes the simulator's regime was calibrated at (docs/simulator.md):
-# 3,000 target pairs, 700 source images per class. The demo uses a smaller set.
-TABLE_SIZES = --pairs 3000 --per-class 700
+# 3,000 target pairs, 700 source images per class. The demo uses a smaller set, and the smoke
+# profile (a wiring check, one epoch a stage) a tiny one.
+TABLE_SIZES = $(if $(SMOKE),--pairs 300 --per-class 8,--pairs 3000 --per-class 700)
 # MASKS=DIR pastes a folder of real cloud masks instead of simulated ones (SEN12MS tables).
 MASKS ?=
 PASTE = $(if $(MASKS),--profile.cloud_masks=$(abspath $(MASKS)))
-# Fig. 9: percent of all tiles (train and test) clouded, one chain per level.
-LEVELS ?= 10 20 30 40 50 60 70 80 90 100
+# Fig. 9: percent of all tiles (train and test) clouded, one chain per level (smoke: two).
+LEVELS ?= $(if $(SMOKE),50 100,10 20 30 40 50 60 70 80 90 100)
 # ARGS: extra options for every `cloudxfer run` of the tables and figures, for example
 # ARGS="--jobs 4" or ARGS="--jobs 6 --trainer.accelerator=gpu".
 ARGS ?=
