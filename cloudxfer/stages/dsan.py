@@ -63,6 +63,9 @@ class SubdomainAdaptation(SarFromSourceModel):
         sar_label_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
+        for name, weight in (("lmmd_weight", lmmd_weight), ("sar_label_weight", sar_label_weight)):
+            if weight < 0:
+                raise ValueError(f"SubdomainAdaptation: {name} must be >= 0, got {weight}")
         super().__init__(init_from=init_from, backbone=backbone, **kwargs)
         self.save_hyperparameters()
 

@@ -176,3 +176,11 @@ def test_dsan_sar_label_term_adds_weighted_cross_entropy_on_labelled_sar() -> No
     assert "loss/supervised_sar" not in logs_plain
     torch.testing.assert_close(logs["loss/supervised_sar"], expected)
     torch.testing.assert_close(loss_anchored, loss_plain + 0.5 * expected)
+
+
+@pytest.mark.parametrize("weight", ["lmmd_weight", "sar_label_weight"])
+def test_dsan_refuses_a_negative_weight(weight: str) -> None:
+    from cloudxfer.stages import SubdomainAdaptation
+
+    with pytest.raises(ValueError, match=f"{weight} must be >= 0, got -0.5"):
+        SubdomainAdaptation(backbone="resnet10", class_names=["a", "b"], **{weight: -0.5})
