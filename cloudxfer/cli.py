@@ -273,6 +273,12 @@ class CloudxferCLI(LightningCLI):
         patience = getattr(profile, "patience", None)
         if patience is not None and self.subcommand in (None, "fit"):
             callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience))
+        if self.subcommand in ("validate", "test", "predict"):
+            # These read the checkpoint's weights only; the fit's early stopping has nothing to
+            # restore here, so Lightning's reminder to pass that callback again is noise.
+            warnings.filterwarnings(
+                "ignore", message="Be aware that when using `ckpt_path`, callbacks used to create"
+            )
         kwargs["callbacks"] = callbacks
         kwargs.setdefault("default_root_dir", str(log_dir))
         return super().instantiate_trainer(**kwargs)

@@ -36,11 +36,17 @@ CLASSES = [
 ]
 
 
-def cloudxfer(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cloudxfer(
+    *args: str, check: bool = True, warnings: bool = False
+) -> subprocess.CompletedProcess[str]:
     # this folder on the path: a run may load a test's callback (``KillAtEpoch``) by name
     paths = (str(Path(__file__).parent), os.environ.get("PYTHONPATH"))
     path = os.pathsep.join(p for p in paths if p)
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": path}
+    if not warnings:  # warnings=True: the run's warnings reach stderr as a user sees them
+        env["PYTHONWARNINGS"] = "ignore"
+    else:
+        env.pop("PYTHONWARNINGS", None)
     result = subprocess.run(
         [sys.executable, "-m", "cloudxfer", *args],
         capture_output=True,
@@ -209,6 +215,25 @@ def test_predict_writes_predictions(chain_run: Path, tmp_path: Path) -> None:
     )
     assert [r["id"] for r in rows] == [r["id"] for r in test_rows]
     assert [r["pred"] for r in rows] == [r["pred"] for r in test_rows]
+
+
+@pytest.mark.slow
+def test_testing_a_checkpoint_of_an_early_stopped_fit_is_quiet(
+    chain_run: Path, tmp_path: Path
+) -> None:
+    args = _stage_args(chain_run, "aux_sar")
+    fit_dir = tmp_path / "fit"
+    # a fit with early stopping (as the quick profile's): its checkpoint carries its state
+    cloudxfer("fit", *args, "--profile.patience=1", f"--trainer.default_root_dir={fit_dir}")
+    best = fit_dir / "checkpoints" / "best.ckpt"
+    state = torch.load(best, map_location="cpu", weights_only=False)["callbacks"]
+    assert any(key.startswith("EarlyStopping") for key in state)
+    result = cloudxfer(
+        "test", *args, f"--ckpt_path={best}", f"--trainer.default_root_dir={tmp_path / 'test'}",
+        warnings=True,
+    )  # fmt: skip
+    assert "test/oa" in result.stdout
+    assert "callbacks used to create the checkpoint" not in result.stdout + result.stderr
 
 
 @pytest.mark.slow
