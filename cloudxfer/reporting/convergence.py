@@ -64,11 +64,11 @@ def read_curve(stage_dir: Path) -> StageCurve:
 
     """
     path = stage_dir / TRAINING_FILENAME
-    record = read_record(path)
-    epochs = (record or {}).get("epochs") or []
+    record = read_record(path) or {}
+    epochs = record.get("epochs") or []
     if not epochs:
         raise ValueError(f"{path}: no training record with epochs (has this stage been fitted?)")
-    conv = (record or {}).get("convergence") or {}
+    conv = record.get("convergence") or {}
     best = conv.get("best_epoch")
     return StageCurve(
         name=stage_dir.name,

@@ -43,10 +43,9 @@ def cloudxfer(
     paths = (str(Path(__file__).parent), os.environ.get("PYTHONPATH"))
     path = os.pathsep.join(p for p in paths if p)
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": path}
+    env.pop("PYTHONWARNINGS", None)
     if not warnings:  # warnings=True: the run's warnings reach stderr as a user sees them
         env["PYTHONWARNINGS"] = "ignore"
-    else:
-        env.pop("PYTHONWARNINGS", None)
     result = subprocess.run(
         [sys.executable, "-m", "cloudxfer", *args],
         capture_output=True,
