@@ -63,6 +63,12 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="simulator seed")
     parser.add_argument("--jobs", type=int, default=1, help="independent runs side by side")
     parser.add_argument(
+        "--keep-last",
+        action="store_true",
+        help="keep each finished fit's last.ckpt (default: deleted once the fit finished, "
+        "since only an interrupted fit resumes from it; best.ckpt is the run's result)",
+    )
+    parser.add_argument(
         "--share-dir",
         type=Path,
         default=None,
@@ -135,10 +141,12 @@ def setting_from(
     )
 
 
-def execute_and_collect(runs: Sequence[PlannedRun], jobs: int, prog: str) -> list[TableRow] | None:
+def execute_and_collect(
+    runs: Sequence[PlannedRun], jobs: int, prog: str, keep_last: bool = False
+) -> list[TableRow] | None:
     """Execute the runs and read their table rows; on failure print one error line, None."""
     try:
-        execute(runs, jobs=jobs)
+        execute(runs, jobs=jobs, keep_last=keep_last)
         return collect([run.directory for run in runs if run.method.tested])
     except (RunnerError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
@@ -234,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print_commands(runs)
         return 0
     start = time.perf_counter()
-    rows = execute_and_collect(runs, args.jobs, "cloudxfer run")
+    rows = execute_and_collect(runs, args.jobs, "cloudxfer run", args.keep_last)
     if rows is None:
         return 1
     table = format_markdown(rows) if layout is None else format_paper_table(rows, layout)

@@ -6,7 +6,9 @@ folder made with another configuration is refused, never silently reused. A fini
 checkpoint does not load (truncated, damaged, missing) is fitted again from scratch, and so is
 an interrupted one whose ``last.ckpt`` does not load, each with one line saying why. Each
 finished run prints one progress line with its test metrics and wall time. ``jobs`` > 1 runs
-independent runs side by side, one GPU each where there are enough.
+independent runs side by side, one GPU each where there are enough. A fit that finished drops
+its ``last.ckpt`` (only an interrupted fit resumes from it) unless ``keep_last`` is set: it
+halves a run folder's size.
 
 With a share folder, a source-domain run (``PlannedRun.share_key``) that finished anywhere is
 trained once: its folder is copied into the share folder when it finishes, and a run of the
@@ -187,9 +189,15 @@ def _publish(run: PlannedRun) -> None:
 
 
 def run_one(
-    run: PlannedRun, env: dict[str, str] | None = None, log: Callable[[str], None] = print
+    run: PlannedRun,
+    env: dict[str, str] | None = None,
+    log: Callable[[str], None] = print,
+    keep_last: bool = False,
 ) -> tuple[dict[str, Any] | None, str]:
     """Fit (or reuse, resume, or copy from the share folder) and test one run.
+
+    A finished fit's ``last.ckpt`` is deleted unless ``keep_last``: a finished run is reused
+    or, if its result does not load, fitted again from scratch, never resumed.
 
     Returns:
         Its test metrics (None: an untested upstream stage) and how it was done: ``ran``,
@@ -214,6 +222,8 @@ def run_one(
         write_json(
             run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}
         )
+        if not keep_last:
+            run.resume_checkpoint.unlink(missing_ok=True)
         how = "ran"
     if shared is None:  # a copy from the share folder is there already
         _publish(run)
@@ -239,9 +249,15 @@ def _gpu_envs(jobs: int) -> list[dict[str, str] | None]:
 
 
 def execute(
-    runs: Sequence[PlannedRun], jobs: int = 1, log: Callable[[str], None] = print
+    runs: Sequence[PlannedRun],
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
+    keep_last: bool = False,
 ) -> dict[tuple[str, int], dict[str, Any] | None]:
-    """Run everything in dependency order (``jobs`` at a time); return test metrics per run."""
+    """Run everything in dependency order (``jobs`` at a time); return test metrics per run.
+
+    ``keep_last`` keeps each finished fit's ``last.ckpt`` (see :func:`run_one`).
+    """
     results: dict[tuple[str, int], dict[str, Any] | None] = {}
     pending = list(runs)
     total = len(pending)
@@ -269,7 +285,7 @@ def execute(
                     break
                 pending.remove(run)
                 slot = free.pop(0)
-                future = pool.submit(run_one, run, envs[slot], log)
+                future = pool.submit(run_one, run, envs[slot], log, keep_last)
                 running[future] = (run, slot, time.perf_counter())
             if not running:
                 names = ", ".join(f"{r.method.name}/{r.seed}" for r in pending)

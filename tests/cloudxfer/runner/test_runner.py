@@ -134,6 +134,8 @@ def test_execute_runs_in_order_then_reuses_and_resumes(
     )
     assert results[("source_pretrain", 0)] is None
     assert any("target seed 0: OA 50.00  AA 40.00  Kappa 0.300" in line for line in lines)
+    # a finished fit keeps its result and drops the checkpoint only a resume would read
+    assert all(r.checkpoint.is_file() and not r.resume_checkpoint.exists() for r in runs)
     # finished runs are reused without a subprocess
     calls.clear()
     lines.clear()
@@ -141,11 +143,16 @@ def test_execute_runs_in_order_then_reuses_and_resumes(
     assert calls == [] and all("(reused;" in line for line in lines[:-1])
     # an interrupted run (no done marker, a last.ckpt) resumes from its checkpoint
     (runs[-1].directory / "stage_done.json").unlink()
+    shutil.copy(runs[-1].checkpoint, runs[-1].resume_checkpoint)
     execute(runs, log=lines.append)
     assert len(calls) == 2  # fit of the target run, then its test
     assert calls[0][-1] == f"--ckpt_path={runs[-1].resume_checkpoint}"
     assert runs[-1].resume_checkpoint.name == "last.ckpt"
     assert runs[-1].checkpoint.name == "best.ckpt"
+    # --keep-last: a finished fit keeps it
+    (runs[-1].directory / "stage_done.json").unlink()
+    execute(runs, log=lines.append, keep_last=True)
+    assert runs[-1].resume_checkpoint.is_file()
 
 
 def test_an_unreadable_checkpoint_is_reported_and_its_run_fitted_again(
