@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+import torch
 from jsonargparse import set_parsing_settings
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -34,7 +35,7 @@ from cloudxfer.callbacks import (
 )
 from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metadata
 from cloudxfer.loggers import ResumableCSVLogger, rows_before
-from cloudxfer.runtime import configure_threads
+from cloudxfer.runtime import configure_matmul_precision, configure_threads
 from datamodules.errors import DataError
 
 __all__ = ["COMMANDS", "CloudxferCLI", "Profile", "WandbOptions", "main", "usage"]
@@ -72,6 +73,9 @@ class Profile:
     """Seed of what the data fixes for every training seed: the test split, the pasted clouds."""
     threads: int | None = None
     """Intra-op compute threads; None uses every core not taken by a loader worker."""
+    matmul_precision: Literal["highest", "high", "medium"] | None = None
+    """float32 matmul precision of a CUDA run (``highest``, ``high``: TF32, ``medium``); None
+    leaves torch's default. A CPU run ignores it."""
     channels_last: bool = False
     compile_model: bool = False
     pin_memory: bool = False
@@ -157,12 +161,22 @@ class CloudxferCLI(LightningCLI):
             "data.normalisation", "model.init_args.normalisation", apply_on="instantiate"
         )
 
+    @staticmethod
+    def _uses_cuda(config: Any) -> bool:
+        """Whether the trainer this config describes runs on CUDA (``auto``: when one is seen)."""
+        trainer = config.get("trainer") if config is not None else None
+        accelerator = str(trainer.get("accelerator") if trainer is not None else "auto")
+        if accelerator in ("gpu", "cuda"):
+            return True
+        return accelerator == "auto" and torch.cuda.is_available()
+
     def before_instantiate_classes(self) -> None:
         """Fix the compute threads (profile ``threads``) before any model or loader exists."""
         config = self.config.get(str(self.subcommand)) if self.subcommand else self.config
         profile = config.get("profile") if config is not None else None
         if profile is not None:
             configure_threads(profile.get("threads"), int(profile.get("num_workers") or 0))
+            configure_matmul_precision(profile.get("matmul_precision"), self._uses_cuda(config))
         if self.subcommand in ("fit", "validate", "test", "predict") and config is not None:
             self._check_writable(self._log_dir())
         if self.subcommand == "fit" and config is not None:
@@ -330,6 +344,9 @@ def run_lightning(args: list[str] | None = None) -> int:
     # test/predict log under <run>/<subcommand>/, so the checkpoint callback's folder differs
     # from the fit's; only a resumed *fit* would need its top-k state, and a fit never moves.
     warnings.filterwarnings("ignore", message="The dirpath has changed from")
+    # The model summary counts parameters, not bytes of bf16 activations: its size estimate is
+    # the only thing the warning is about, and the summary says "Estimated" already.
+    warnings.filterwarnings("ignore", message="Precision bf16-mixed is not supported by the model")
     # An advertisement for a hosted logger printed at every Trainer start: not a diagnostic.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
     # Configs interpolate ``${profile.x}`` from their own root; under a subcommand the merged

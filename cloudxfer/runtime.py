@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["available_cores", "configure_threads", "images_to"]
+__all__ = ["available_cores", "configure_matmul_precision", "configure_threads", "images_to"]
 
 
 def available_cores() -> int:
@@ -50,6 +50,35 @@ def configure_threads(threads: int | None, num_workers: int = 0) -> int:
     os.environ["OMP_NUM_THREADS"] = str(count)
     os.environ["MKL_NUM_THREADS"] = str(count)
     return count
+
+
+def configure_matmul_precision(precision: str | None, cuda: bool | None = None) -> bool:
+    """Set torch's float32 matmul precision for a CUDA run (profile ``matmul_precision``).
+
+    ``high`` lets float32 matrix products use TF32 tensor cores (what Lightning advises on such
+    a GPU); a CPU run is left untouched, so its numbers stay those of exact float32.
+
+    Args:
+        precision: ``highest``, ``high`` or ``medium``; None leaves torch's default.
+        cuda: Whether the run uses CUDA (default: whether a CUDA device is visible).
+
+    Returns:
+        Whether the precision was set.
+
+    Raises:
+        ValueError: ``precision`` is not one of torch's three values.
+
+    """
+    if precision is None:
+        return False
+    if precision not in ("highest", "high", "medium"):
+        raise ValueError(
+            f"matmul_precision must be highest, high, medium or null, got {precision!r}"
+        )
+    if not (torch.cuda.is_available() if cuda is None else cuda):
+        return False
+    torch.set_float32_matmul_precision(precision)
+    return True
 
 
 def images_to(

@@ -1,4 +1,5 @@
-"""configure_threads: intra-op threads + DataLoader workers never exceed the available cores."""
+"""configure_threads: intra-op threads + DataLoader workers never exceed the available cores;
+configure_matmul_precision: TF32 matmuls for CUDA runs only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 import cloudxfer.runtime as runtime
-from cloudxfer.runtime import available_cores, configure_threads
+from cloudxfer.runtime import available_cores, configure_matmul_precision, configure_threads
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +103,24 @@ def test_invalid_arguments_raise_and_change_nothing(threads, workers, message) -
     assert torch.get_num_threads() == 1
     assert "OMP_NUM_THREADS" not in os.environ
     assert "MKL_NUM_THREADS" not in os.environ
+
+
+@pytest.fixture
+def restore_matmul_precision():
+    """Give torch its float32 matmul precision back after the test."""
+    precision = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(precision)
+
+
+@pytest.mark.usefixtures("restore_matmul_precision")
+def test_matmul_precision_is_set_for_cuda_runs_only() -> None:
+    torch.set_float32_matmul_precision("highest")
+    assert configure_matmul_precision("high", cuda=False) is False  # a CPU run: untouched
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert configure_matmul_precision(None, cuda=True) is False  # null: torch's default kept
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert configure_matmul_precision("high", cuda=True) is True
+    assert torch.get_float32_matmul_precision() == "high"
+    with pytest.raises(ValueError, match="matmul_precision must be .* got 'tf32'"):
+        configure_matmul_precision("tf32", cuda=True)
