@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from cloudxfer.models.classifiers import LateFusionClassifier, build_model
 from cloudxfer.stages import LateFusionDistillation, OgmGeFusion
 from cloudxfer.stages.ogm_ge import modulation_coefficients
 
@@ -48,6 +49,36 @@ def test_labels_of_unlabelled_tiles_and_pseudo_labels_of_labelled_ones_are_never
     assert logs["train/labelled_share"].item() == 0.5
     assert set(stage.model.encoders) == {"image_opt", "image_sar"}  # one encoder per modality
 
+
+@pytest.mark.parametrize(("backbone", "width"), [("resnet10", 512), ("googlenet", 1024)])
+def test_tlf_fusion_shapes_and_per_modality_parts(backbone: str, width: int) -> None:
+    torch.manual_seed(0)
+    net = LateFusionClassifier(backbone, ["image_opt", "image_sar"], num_classes=3).eval()
+    batch = {k: v for k, v in _batch([0, 1, 2, 2]).items() if k.startswith("image_")}
+    assert net.widths == {"image_opt": width, "image_sar": width}
+    assert net.head.in_features == 2 * width  # pooled features concatenated, one head
+    with torch.no_grad():
+        features = net.features(batch)
+        logits, parts = net.forward_parts(batch)
+        assert features.shape == (4, 2 * width) and logits.shape == (4, 3)
+        assert torch.allclose(net(batch), logits, atol=1e-5)
+        assert set(parts) == {"image_opt", "image_sar"}
+        assert all(part.shape == (4, 3) for part in parts.values())
+        assert torch.allclose(parts["image_opt"] + parts["image_sar"], logits, atol=1e-5)
+        # each encoder reads its own modality: a new SAR tile moves the SAR features alone (a
+        # fresh GoogLeNet's features are ~1e-11 in eval mode, hence exact comparisons)
+        changed = {**batch, "image_sar": torch.randn(4, 3, 64, 64)}
+        _, moved = net.forward_parts(changed)
+        assert torch.equal(moved["image_opt"], parts["image_opt"])
+        moved_features = net.features(changed)
+        assert torch.equal(moved_features[:, :width], features[:, :width])
+        assert not torch.equal(moved_features[:, width:], features[:, width:])
+        # the two encoders share no parameters, and the spec rebuilds the same network
+        opt, sar = (set(map(id, net.encoders[k].parameters())) for k in net.inputs)
+        assert not opt & sar
+        rebuilt = build_model(net.spec).eval()
+        rebuilt.load_state_dict(net.state_dict())
+        assert torch.allclose(rebuilt(batch), logits, atol=1e-5)
 
 def test_ogm_ge_coefficient_by_hand() -> None:
     k = modulation_coefficients({"image_opt": 3.0, "image_sar": 1.0}, alpha=0.5)
