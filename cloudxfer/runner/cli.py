@@ -28,6 +28,7 @@ from cloudxfer.runner.executor import RunnerError, execute
 from cloudxfer.runner.methods import METHODS, TABLE_SETTINGS, TABLES
 from cloudxfer.runner.plan import EXPERIMENTS, PlannedRun, Setting, plan, profile_path
 from cloudxfer.runtime import available_cores
+from cloudxfer.sim.record import describe_simulation, simulation_record
 from datamodules.runfiles import atomic_write_text
 
 __all__ = [
@@ -83,6 +84,29 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class DataMismatchError(ValueError):
+    """A data folder ``--synth`` would reuse was simulated with other settings."""
+
+
+def _check_simulation(root: Path, wanted: dict[str, object]) -> None:
+    """Refuse to reuse a simulated folder made with another seed, size, scheme or role.
+
+    A folder without a simulation record (real data, or simulated elsewhere) is the user's
+    data and is used as it is.
+    """
+    record = simulation_record(root)
+    if record is None:
+        return
+    differ = {key: value for key, value in wanted.items() if record.get(key) != value}
+    if differ:
+        made = ", ".join(f"{key} {record.get(key)}" for key in differ)
+        asked = ", ".join(f"{key} {value}" for key, value in differ.items())
+        raise DataMismatchError(
+            f"{root}: simulated with {made}, but --synth asks for {asked}; remove the folder, "
+            "or give another --out or --data-root/--source-root"
+        )
+
+
 def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     """Return the target and source roots, simulating missing ones under ``out`` if asked."""
     data_root = (args.data_root or out / "data" / "target").resolve()
@@ -91,6 +115,10 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
         from cloudxfer.sim.cli import main as synth
 
         scheme = "hunan" if args.dataset == "cloudy_pairs" else "sen12ms_cloud"
+        target = {"generator": "target", "scheme": scheme, "pairs": args.pairs}
+        source = {"generator": "source", "role": args.source_role, "per_class": args.per_class}
+        _check_simulation(data_root, {**target, "seed": args.seed})
+        _check_simulation(source_root, {**source, "seed": args.seed})
         workers = str(available_cores())
         if not data_root.exists():
             synth(["target", "--out", str(data_root), "--pairs", str(args.pairs),
@@ -126,7 +154,10 @@ def setting_from(
                 f"({', '.join(METHODS)})"
             )
         per_stage.append((name, f"--{rest}"))
-    data_root, source_root = prepare_data(args, out)
+    try:
+        data_root, source_root = prepare_data(args, out)
+    except DataMismatchError as err:
+        parser.error(str(err))
     return Setting(
         profile=profile,
         dataset=args.dataset,
@@ -139,6 +170,17 @@ def setting_from(
         run_root=lambda seed: out / f"seed{seed}",
         share_dir=args.share_dir.resolve() if args.share_dir else None,
     )
+
+
+def data_description(setting: Setting) -> str:
+    """Return the target and source roots, each with how it was simulated (or that it was not)."""
+    parts = []
+    for override in setting.overrides[:2]:
+        name, _, value = override.removeprefix("--profile.").partition("=")
+        record = simulation_record(Path(value))
+        made = describe_simulation(record) if record else "no simulation record: data on disk"
+        parts.append(f"{name} {value} ({made})")
+    return "; ".join(parts)
 
 
 def execute_and_collect(
@@ -252,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: cloudxfer run {command}",
         f"Revision: {git_revision()}",
         f"Profile: {setting.profile}; data set configs: experiments/{setting.dataset}",
-        f"Data: {' '.join(setting.overrides[:2])}; simulator seed {args.seed} (if simulated)",
+        f"Data: {data_description(setting)}",
         f"Seeds: {' '.join(map(str, args.seeds))}",
     ])  # fmt: skip
     table = f"{table}\n\n{convergence_section(runs)}"

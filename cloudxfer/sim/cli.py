@@ -6,10 +6,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from cloudxfer.sim.generate import generate_source, generate_target
 from cloudxfer.sim.large_scene import DEFAULT_CLOUD_COVER, generate_scene
+from cloudxfer.sim.record import SIMULATION_RECORD
 from cloudxfer.sim.schemes import SCHEMES, SOURCE_ROLES
+from datamodules.runfiles import write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
             )
             what = f"{sum(counts.values())} {args.scheme} pairs"
+            record: dict[str, Any] = {"generator": "target", "scheme": args.scheme,
+                                      "pairs": args.pairs, "patch_size": args.patch_size,
+                                      "nan_fraction": args.nan_fraction}  # fmt: skip
         elif args.command == "scene":
             counts = generate_scene(
                 args.out,
@@ -91,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 overwrite=args.overwrite,
             )
             what = f"a {args.size}x{args.size} px {args.scheme} scene (pixels per class)"
+            record = {"generator": "scene", "scheme": args.scheme, "size": args.size,
+                      "cloud_cover": args.cloud_cover}  # fmt: skip
         else:
             if args.per_class < 1 or args.size < 8:
                 raise ValueError("--per-class must be >= 1 and --size >= 8")
@@ -104,9 +112,12 @@ def main(argv: list[str] | None = None) -> int:
                 role=args.role,
             )
             what = f"{sum(counts.values())} {args.role} source images"
+            record = {"generator": "source", "role": args.role, "per_class": args.per_class,
+                      "size": args.size}  # fmt: skip
     except (FileExistsError, ValueError) as err:
         print(f"synth: error: {err}", file=sys.stderr)
         return 2
+    write_json(args.out / SIMULATION_RECORD, {**record, "seed": args.seed})
     per_class = ", ".join(f"{k}={v}" for k, v in counts.items())
     elapsed = time.perf_counter() - start
     print(f"wrote {what} to {args.out} in {elapsed:.1f}s: {per_class}")

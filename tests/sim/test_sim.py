@@ -18,6 +18,7 @@ from PIL import Image
 from cloudxfer.sim import generate
 from cloudxfer.sim.cli import build_parser, main
 from cloudxfer.sim.generate import PatchPlan, plan_target, render_target
+from cloudxfer.sim.record import describe_simulation, simulation_record
 from cloudxfer.sim.sar import correlated_speckle
 from cloudxfer.sim.scene import SEASONS, draw_scene
 from cloudxfer.sim.schemes import AID_SOURCE, HUNAN, SEN12MS_CLOUD, SOURCE
@@ -196,6 +197,16 @@ def test_same_seed_identical_bytes_other_seed_differs(tmp_path: Path) -> None:
     assert tifs and all(ha[k] != hc.get(k) for k in tifs)
 
 
+def test_a_simulated_folder_records_how_it_was_made(sen12ms: Path, hunan: Path) -> None:
+    made = {"generator": "target", "patch_size": 64, "nan_fraction": 0.0}
+    assert simulation_record(sen12ms) == {**made, "scheme": "sen12ms_cloud", "pairs": 40, "seed": 3}
+    assert simulation_record(hunan) == {**made, "scheme": "hunan", "pairs": 60, "seed": 5}
+    assert describe_simulation(simulation_record(hunan) or {}).startswith(
+        "simulated (target: nan_fraction 0.0, pairs 60, patch_size 64, scheme hunan, seed 5)"
+    )
+    assert simulation_record(sen12ms / "ROIs1158_spring") is None  # no record: not simulated
+
+
 def test_hunan_layout_masks_and_cloud_share(hunan: Path) -> None:
     rows = _labels(hunan)
     assert (hunan / "labels.csv").read_text().splitlines()[0] == "id,label"
@@ -222,7 +233,8 @@ def test_source_image_folder(tmp_path: Path) -> None:
     out = tmp_path / "src"
     args = ["source", "--out", str(out), "--per-class", "3", "--seed", "1", "--size", "40"]
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(SOURCE.names)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(SOURCE.names)
+    assert (simulation_record(out) or {})["role"] == "nwpu"  # beside the class folders
     assert len(SOURCE.names) >= 16
     for name in SOURCE.names:
         files = sorted(p.name for p in (out / name).iterdir())
@@ -237,7 +249,8 @@ def test_aid_role_has_its_own_classes_and_images(tmp_path: Path) -> None:
     out = tmp_path / "aid"
     args = ["source", "--out", str(out), "--per-class", "2", "--seed", "1", "--size", "40"]
     assert main([*args, "--role", "aid"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(AID_SOURCE.names)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(AID_SOURCE.names)
+    assert (simulation_record(out) or {})["role"] == "aid"
     assert set(AID_SOURCE.names).isdisjoint(SOURCE.names)  # another data set's class names
     # the same layout (forest) in both roles: another random stream, other pixels
     aid = np.asarray(Image.open(out / "Forest" / "Forest_0.png"))

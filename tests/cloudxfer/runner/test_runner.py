@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -19,9 +20,12 @@ from cloudxfer.checkpoints import METADATA_KEY, read_metadata
 from cloudxfer.reporting.tables import collect, format_markdown, format_paper_table, write_csv
 from cloudxfer.runner import METHODS, RunnerError, Setting, execute, plan, upstream_closure
 from cloudxfer.runner import executor as execute_module
+from cloudxfer.runner.cli import data_description, prepare_data
 from cloudxfer.runner.cli import main as run_main
 from cloudxfer.runner.methods import TABLES, Method
 from cloudxfer.runner.plan import METRICS, profile_path
+from cloudxfer.sim.record import SIMULATION_RECORD
+from datamodules.runfiles import write_json
 
 
 def _setting(tmp_path: Path, *overrides: str) -> Setting:
@@ -278,10 +282,21 @@ def test_tables_average_seeds_from_files_and_refuse_mixed_settings(
     assert "| Opt | SPL | not run |" in paper and "| 42.54 | 47.17 | 0.356 |" in paper
     assert "| Opt & SAR | Ours (F2, IRM) | 55.00 ± 7.07 |" in paper
     assert paper.index("| Finetune |") < paper.index("| KD-S |") < paper.index("| Ours (F2")
-    other = plan(["target"], [2], _setting(tmp_path / "o", "--trainer.max_epochs=3"))
-    execute(other, log=lambda _: None)
-    with pytest.raises(ValueError, match="one table holds one profile"):
-        collect([*tested, other[-1].directory])
+    # a run of another set of overrides, profile or data set never joins the table
+    base = _setting(tmp_path / "o")
+    others = {
+        "overrides": _setting(tmp_path / "o", "--trainer.max_epochs=3"),
+        "profile": Setting(base.profile.with_name("quick.yaml"), base.dataset,
+                           run_root=lambda seed: tmp_path / "q" / f"seed{seed}"),
+        "data set": Setting(base.profile, "cloudy_pairs",
+                            run_root=lambda seed: tmp_path / "h" / f"seed{seed}"),
+    }  # fmt: skip
+    for what, setting in others.items():
+        other = plan(["target"], [2], setting)
+        execute(other, log=lambda _: None)
+        with pytest.raises(ValueError, match="one table holds one profile, data set and") as err:
+            collect([*tested, other[-1].directory])
+        assert str(other[-1].directory) in str(err.value), what
 
 
 def test_print_commands_lists_fit_and_test_in_dependency_order(
@@ -494,3 +509,42 @@ def test_a_copy_published_meanwhile_by_another_runner_is_kept(
     with pytest.raises(OSError, match="Directory not empty"):
         execute_module._publish(other[0])
     assert not list(shared.parent.glob(".*"))
+
+
+def test_synth_refuses_data_simulated_with_other_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target, source = tmp_path / "data" / "target", tmp_path / "data" / "source"
+    made = {"generator": "target", "scheme": "sen12ms_cloud", "pairs": 300, "seed": 0}
+    for folder, record in ((target, made), (source, {"generator": "source", "role": "nwpu",
+                                                     "per_class": 8, "seed": 0})):  # fmt: skip
+        folder.mkdir(parents=True)
+        write_json(folder / SIMULATION_RECORD, {**record, "patch_size": 64})
+    argv = ["--out", str(tmp_path), "--profile", "smoke", "--methods", "sl", "--synth",
+            "--pairs", "300", "--per-class", "8"]  # fmt: skip
+    for extra, made_with, asked in (
+        (["--seed", "1"], "seed 0", "seed 1"),
+        (["--pairs", "400"], "pairs 300", "pairs 400"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            run_main([*argv, *extra])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{target}: simulated with {made_with}, but --synth asks for {asked}" in err
+    assert [p.name for p in target.iterdir()] == [SIMULATION_RECORD]  # nothing written there
+    # the same settings reuse both folders as they are, and the table says how they were made
+    args = argparse.Namespace(data_root=None, source_root=None, synth=True, print_commands=False,
+                              dataset="sen12ms_cloud", pairs=300, per_class=8, seed=0,
+                              source_role="nwpu")  # fmt: skip
+    assert prepare_data(args, tmp_path) == (target, source)
+    setting = Setting(profile_path("smoke"), "sen12ms_cloud",
+                      overrides=(f"--profile.data_root={target}",
+                                 f"--profile.source_root={source}"))  # fmt: skip
+    assert data_description(setting) == (
+        f"data_root {target} (simulated (target: pairs 300, patch_size 64, scheme "
+        f"sen12ms_cloud, seed 0)); source_root {source} (simulated (source: patch_size 64, "
+        "per_class 8, role nwpu, seed 0))"
+    )
+    real = (f"--profile.data_root={tmp_path}", "--profile.source_root=/x")
+    other = Setting(profile_path("smoke"), "sen12ms_cloud", overrides=real)
+    assert "no simulation record: data on disk" in data_description(other)
