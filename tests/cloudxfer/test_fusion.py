@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from cloudxfer.models.classifiers import LateFusionClassifier, build_model
 from cloudxfer.stages import LateFusionDistillation, OgmGeFusion
 from cloudxfer.stages.ogm_ge import modulation_coefficients
+from tests.gloo import free_port, gloo_group
 
 CLASSES = ["a", "b", "c"]
 
@@ -79,6 +85,7 @@ def test_tlf_fusion_shapes_and_per_modality_parts(backbone: str, width: int) -> 
         rebuilt = build_model(net.spec).eval()
         rebuilt.load_state_dict(net.state_dict())
         assert torch.allclose(rebuilt(batch), logits, atol=1e-5)
+
 
 def test_ogm_ge_coefficient_by_hand() -> None:
     k = modulation_coefficients({"image_opt": 3.0, "image_sar": 1.0}, alpha=0.5)
@@ -154,3 +161,73 @@ def test_ogm_ge_noise_is_the_same_on_every_process() -> None:
         grads.append({n: p.grad.clone() for n, p in stage.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
     assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])
+
+
+_GLOBAL_LABELLED = torch.tensor([True, True, False, False, True, True, False, False])
+
+
+def _ogm_ge_step(
+    shard: slice, reduce: Any, average_gradients: Callable[[torch.Tensor], None]
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """One OGM-GE step on ``shard`` of an 8-tile batch: the coefficients and the gradients.
+
+    The network and batch are made from seed 0 in every process; eval mode, so batch-norm
+    reads no batch statistics and a tile's logits do not depend on the rest of its shard.
+    """
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "image_opt": torch.randn(8, 3, 64, 64, generator=g) * 2,
+        "image_sar": torch.randn(8, 3, 64, 64, generator=g),
+        "label": torch.randint(0, 3, (8,), generator=g),
+        "labelled": _GLOBAL_LABELLED,
+    }
+    teacher = torch.randn(8, 3, generator=g) * 4
+    stage = OgmGeFusion(teacher="unused.ckpt", backbone="resnet10", class_names=CLASSES,
+                        alpha=0.5).eval()  # fmt: skip
+    stage.teacher_outputs = lambda b: {"source": teacher[shard]}  # type: ignore[method-assign]
+    stage._trainer = SimpleNamespace(  # type: ignore[assignment]
+        strategy=SimpleNamespace(reduce=reduce), current_epoch=0, global_step=3
+    )
+    logged: dict[str, float] = {}
+    stage.log_dict = lambda values, **_: logged.update(values)  # type: ignore[method-assign]
+    loss, _ = stage.compute_loss({k: v[shard] for k, v in batch.items()})
+    loss.backward()
+    for p in stage.parameters():
+        if p.grad is not None:
+            average_gradients(p.grad)  # what DDP's backward does before the optimizer step
+    stage.on_before_optimizer_step(torch.optim.SGD(stage.parameters(), lr=0.1))
+    grads = {n: p.grad for n, p in stage.named_parameters() if p.grad is not None}
+    return logged, grads
+
+
+def _ogm_ge_worker(rank: int, world: int, port: int, out: str) -> None:
+    from lightning.pytorch.strategies import DDPStrategy
+
+    def average(grad: torch.Tensor) -> None:
+        dist.all_reduce(grad)
+        grad /= world
+
+    with gloo_group(rank, world, port):
+        torch.set_num_threads(1)
+        strategy = DDPStrategy()  # Lightning's own reduce over the process group
+        shard = slice(4 * rank, 4 * rank + 4)
+        logged, grads = _ogm_ge_step(shard, strategy.reduce, average)
+        torch.save({"k": logged, "grads": grads}, f"{out}/rank{rank}.pt")
+
+
+def test_ddp_ogm_ge_gives_the_global_batch_coefficients_and_gradients(tmp_path: Path) -> None:
+    # one process over the global batch of 8 tiles
+    k, grads = _ogm_ge_step(slice(0, 8), lambda value, reduce_op: value, lambda grad: None)
+    half, _ = _ogm_ge_step(slice(0, 4), lambda value, reduce_op: value, lambda grad: None)
+    assert half != pytest.approx(k)  # a process's own half alone gives other coefficients
+    assert min(k.values()) < 1.0  # a dominant modality is modulated
+    mp.start_processes(
+        _ogm_ge_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, start_method="spawn"
+    )
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        assert result["k"] == pytest.approx(k, rel=1e-5)
+        assert result["grads"].keys() == grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(result["grads"][name], grad, rtol=1e-4, atol=1e-6)

@@ -1,13 +1,11 @@
 import math
-import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cloudxfer.irm import contribution, modality_weights
+from tests.gloo import free_port, gloo_group
 
 
 def test_contribution_is_softmax_of_argmax_class() -> None:
@@ -67,24 +65,13 @@ def test_shape_mismatch_is_an_error() -> None:
         modality_weights(torch.zeros(2, 3), torch.zeros(2, 4))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _worker(
     rank: int, world: int, port: int, opt: torch.Tensor, sar: torch.Tensor, out: str
 ) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         shard = slice(rank * opt.shape[0] // world, (rank + 1) * opt.shape[0] // world)
         rho_opt, rho_sar = modality_weights(opt[shard], sar[shard])
         torch.save({"rho_opt": rho_opt, "rho_sar": rho_sar}, f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_ddp_weights_equal_single_process_over_global_batch(tmp_path) -> None:
@@ -96,7 +83,7 @@ def test_ddp_weights_equal_single_process_over_global_batch(tmp_path) -> None:
     reference_opt, reference_sar = modality_weights(opt, sar)
     assert not torch.isclose(local_opt, reference_opt)
     mp.start_processes(
-        _worker, args=(2, _free_port(), opt, sar, str(tmp_path)), nprocs=2, start_method="spawn"
+        _worker, args=(2, free_port(), opt, sar, str(tmp_path)), nprocs=2, start_method="spawn"
     )
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cloudxfer.lmmd import class_weights, gaussian_kernels, lmmd, lmmd_over_ranks, lmmd_ramp
+from tests.gloo import free_port, gloo_group
 
 
 def _kernel(a: torch.Tensor, b: torch.Tensor, bandwidth: float, mul: float, num: int) -> float:
@@ -85,17 +83,8 @@ def test_ramp_goes_from_zero_to_nearly_one() -> None:
     assert 0.999 < lmmd_ramp(1.0) < 1.0 and lmmd_ramp(2.0) == lmmd_ramp(1.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _worker(rank: int, world: int, port: int, data: dict[str, torch.Tensor], out: str) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
 
         def shard(t: torch.Tensor) -> torch.Tensor:
             n = t.shape[0] // world
@@ -107,8 +96,6 @@ def _worker(rank: int, world: int, port: int, data: dict[str, torch.Tensor], out
         loss.backward()
         result = {"loss": loss.detach(), "source": source.grad, "target": target.grad}
         torch.save(result, f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_ddp_lmmd_is_the_global_batch_value_and_gradient(tmp_path: Path) -> None:
@@ -127,7 +114,7 @@ def test_ddp_lmmd_is_the_global_batch_value_and_gradient(tmp_path: Path) -> None
     half = lmmd(data["source"][:4], data["target"][:4], data["labels"][:4], data["probs"][:4])
     assert not torch.isclose(half, reference)  # a process's own batch alone differs
     mp.start_processes(
-        _worker, args=(2, _free_port(), data, str(tmp_path)), nprocs=2, start_method="spawn"
+        _worker, args=(2, free_port(), data, str(tmp_path)), nprocs=2, start_method="spawn"
     )
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")
