@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import lightning.pytorch as pl
 import torch
@@ -38,7 +38,15 @@ from cloudxfer.loggers import ResumableCSVLogger, rows_before
 from cloudxfer.runtime import configure_matmul_precision, configure_threads
 from datamodules.errors import DataError
 
-__all__ = ["COMMANDS", "CloudxferCLI", "Profile", "WandbOptions", "main", "usage"]
+__all__ = [
+    "COMMANDS",
+    "CloudxferCLI",
+    "Profile",
+    "WandbOptions",
+    "main",
+    "progress_bar",
+    "usage",
+]
 
 
 @dataclass
@@ -295,6 +303,9 @@ class CloudxferCLI(LightningCLI):
             )
         kwargs["callbacks"] = callbacks
         kwargs.setdefault("default_root_dir", str(log_dir))
+        kwargs["enable_progress_bar"] = progress_bar(
+            self._get(self.config_init, "trainer.enable_progress_bar"), sys.stdout
+        )
         return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
@@ -328,6 +339,18 @@ class _DropTips(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "Tip:" not in str(record.getMessage())
+
+
+def progress_bar(configured: bool | None, stream: TextIO) -> bool:
+    """Whether a run shows Lightning's progress bar: as configured, else where a terminal is.
+
+    Unset (``trainer.enable_progress_bar: null``), the bar shows where a person watches the
+    run; written to a log file (a scheduler, the runner's ``--jobs``, CI) its redrawn lines
+    would bury the output, and the runner prints one line per run there anyway.
+    """
+    if configured is not None:
+        return bool(configured)
+    return stream.isatty()
 
 
 def run_lightning(args: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from cloudxfer.checkpoints import CheckpointError, load_frozen_model, read_metadata
+from cloudxfer.runner import METHODS
 from cloudxfer.sim import generate_source, generate_target
 
 REPO = Path(__file__).resolve().parents[2]
@@ -393,6 +394,36 @@ def test_report_prints_metrics_and_diagnostics(
     assert f"OA {100 * metrics['oa']:.1f} %" in out
     with pytest.raises(SystemExit):
         main(["report", str(chain_run / "missing")])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("row", "setting"),
+    [
+        ("target_irm_sample", {"irm": "sample"}),
+        ("target_late", {"fusion": "late"}),
+        ("target_soft", {"targets": "soft"}),
+        ("target_irm_source", {"irm_reference": "source"}),
+    ],
+)
+def test_f2_ablation_rows_fit_and_test_through_the_cli(
+    chain_run: Path, tmp_path: Path, row: str, setting: dict[str, str]
+) -> None:
+    # the runner's command for the row: F2's config with the row's one setting changed
+    args = [*_stage_args(chain_run, "target"), *METHODS[row].overrides]
+    cloudxfer("fit", *args, f"--trainer.default_root_dir={tmp_path}")
+    ckpt = tmp_path / "checkpoints" / "best.ckpt"
+    hparams = torch.load(ckpt, weights_only=False)["hyper_parameters"]
+    assert {key: hparams[key] for key in setting} == setting
+    assert read_metadata(ckpt)["stage"] == "target"
+    cloudxfer("test", *args, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}")
+    metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert 0.0 <= metrics["oa"] <= 1.0 and metrics["n"] > 0
+    (epoch,) = json.loads((tmp_path / "training.json").read_text())["epochs"]
+    train = epoch["train"]
+    assert math.isfinite(train["loss"]) and 0.0 < train["irm/rho_opt"] < 2.0
+    if row == "target_late":  # one encoder per modality
+        assert read_metadata(ckpt)["model"]["kind"] == "late_fusion"
 
 
 @pytest.mark.slow

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
 import pytest
 
-from cloudxfer.cli import COMMANDS, EXTRA_COMMANDS, main
+from cloudxfer.cli import COMMANDS, EXTRA_COMMANDS, main, progress_bar
 
 
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,3 +66,15 @@ def test_a_hostile_config_is_one_error_naming_its_key_and_touches_no_folder(
     message = err[err.index(line) :]  # the error and its details, after the usage
     assert f"'{key}'" in message or f'"{key}"' in message, message
     assert [p.name for p in tmp_path.iterdir()] == ["hostile.yaml"]  # no run folder, no file
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_shows_where_a_terminal_is_unless_configured() -> None:
+    assert progress_bar(None, _Terminal()) is True
+    assert progress_bar(None, io.StringIO()) is False  # a log file: the runner's lines only
+    assert progress_bar(False, _Terminal()) is False  # as configured, either way
+    assert progress_bar(True, io.StringIO()) is True
