@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["contribution", "modality_weights", "global_sum"]
+__all__ = ["bound_ratios", "contribution", "global_sum", "modality_weights"]
 
 
 def contribution(logits: Tensor, reference: Tensor | None = None) -> Tensor:
@@ -83,3 +83,18 @@ def modality_weights(
     sum_opt = global_sum(s_opt)
     sum_sar = global_sum(s_sar)
     return sum_sar / sum_opt, sum_opt / sum_sar
+
+
+def bound_ratios(rho_opt: Tensor, rho_sar: Tensor, bound: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Clip the ratios to ``[1 / bound, bound]``; also return the share of clipped entries.
+
+    With contributions read at the source model's class (the Fig. 4 arrow variant) S can be
+    near 0, so a ratio has no bound: a batch where one auxiliary gives f_S's class ~0 would
+    weigh its loss by 1e10. Eq. 5's own contributions lie in [1/M, 1], so its ratios lie in
+    [1/M, M]; the variant is held to that same range (``bound`` = M, the classes).
+    """
+    if bound < 1:
+        raise ValueError(f"bound must be >= 1, got {bound}")
+    clipped = ((rho_opt > bound) | (rho_opt < 1 / bound)).float().mean()
+    low, high = 1 / bound, float(bound)
+    return rho_opt.clamp(low, high), rho_sar.clamp(low, high), clipped

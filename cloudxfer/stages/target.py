@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from cloudxfer.irm import contribution, modality_weights
+from cloudxfer.irm import bound_ratios, contribution, modality_weights
 from cloudxfer.losses import TargetKind, distillation_loss, teacher_targets
 from cloudxfer.models import LateFusionClassifier, SceneClassifier, modality_of
 from cloudxfer.stages.base import StageModule
@@ -110,6 +110,12 @@ class TargetDistillation(StageModule):
         }
         reference = out["source"] if hp.get("irm_reference") == "source" else None
         rho_opt, rho_sar = self.weights(out["opt"], out["sar"], reference)
+        extra: dict[str, Tensor] = {}
+        if reference is not None and hp["irm"] != "none":
+            # S at f_S's class can be ~0: held to eq. 5's range [1/M, M] (docs/baselines.md)
+            rho_opt, rho_sar, extra["irm/clipped_share"] = bound_ratios(
+                rho_opt, rho_sar, out["opt"].shape[1]
+            )
         loss = (
             rho_opt * terms["opt"] + rho_sar * terms["sar"] + hp["source_weight"] * terms["source"]
         ).mean()
@@ -122,5 +128,6 @@ class TargetDistillation(StageModule):
             "irm/rho_sar": rho_sar.float().mean(),
             "irm/s_opt": contribution(out["opt"], reference).mean(),
             "irm/s_sar": contribution(out["sar"], reference).mean(),
+            **extra,
         }
         return loss, logs

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cloudxfer.irm import contribution, modality_weights
+from cloudxfer.irm import bound_ratios, contribution, modality_weights
 from tests.gloo import free_port, gloo_group
 
 
@@ -100,3 +100,20 @@ def test_contribution_on_the_source_models_class_by_hand() -> None:
     rho_opt, rho_sar = modality_weights(logits, other, reference=source)
     # S_opt = 0.2 + 0.6, S_sar = 0.8 + 0.1 on f_S's classes
     assert rho_opt.item() == pytest.approx(0.9 / 0.8) and rho_sar.item() == pytest.approx(0.8 / 0.9)
+
+
+def test_the_source_referenced_ratio_is_held_to_eq5s_range() -> None:
+    # the SAR auxiliary gives f_S's class ~0 on every tile: the raw ratio explodes
+    source = torch.tensor([[9.0, 0.0, 0.0], [9.0, 0.0, 0.0]])
+    opt = torch.log(torch.tensor([[0.6, 0.2, 0.2], [0.5, 0.3, 0.2]]))
+    sar = torch.tensor([[-40.0, 20.0, 0.0], [-40.0, 0.0, 20.0]])
+    rho_opt, rho_sar = modality_weights(opt, sar, reference=source)
+    assert rho_sar.item() > 1e10
+    bounded_opt, bounded_sar, clipped = bound_ratios(rho_opt, rho_sar, bound=3)
+    assert (bounded_opt.item(), bounded_sar.item(), clipped.item()) == pytest.approx((1 / 3, 3, 1))
+    # within [1/M, M] nothing changes (eq. 5's own ratios always are), per sample too
+    per_opt, per_sar = modality_weights(opt, opt.flip(0), per_sample=True, reference=source)
+    same_opt, same_sar, none = bound_ratios(per_opt, per_sar, bound=3)
+    assert torch.equal(same_opt, per_opt) and torch.equal(same_sar, per_sar) and none.item() == 0
+    with pytest.raises(ValueError, match="bound must be >= 1"):
+        bound_ratios(rho_opt, rho_sar, bound=0.5)
