@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,16 +215,24 @@ def format_paper_table(rows: Sequence[TableRow], layout: Sequence[PaperRow]) -> 
 
 
 def write_csv(
-    rows: Sequence[TableRow], path: Path, layout: Sequence[PaperRow] | None = None
+    rows: Sequence[TableRow],
+    path: Path,
+    layout: Sequence[PaperRow] | None = None,
+    provenance: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write one line per row: mean and std of every column (fractions), seeds, paper numbers."""
+    """Write one line per row: mean and std of every column (fractions), seeds, paper numbers.
+
+    ``provenance`` (command, revision, profile, data, ...) adds one column per entry, the same
+    on every line, so the CSV says what made it as ``table.md``'s header does.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     by_method = {row.method: row for row in rows}
+    extra = dict(provenance or {})
     with atomic_open(path) as handle:
         writer = csv.writer(handle)
         titles = [t for title, _, _ in COLUMNS for t in (title, f"{title} std")]
         writer.writerow(["group", "label", "method", *titles, "n_seeds", "seeds",
-                         "paper OA", "paper AA", "paper Kappa"])  # fmt: skip
+                         "paper OA", "paper AA", "paper Kappa", *extra])  # fmt: skip
         for entry in _layout(rows, layout):
             row = by_method.get(entry.method) if entry.method else None
             cells: list[str | int] = []
@@ -235,5 +243,8 @@ def write_csv(
             count: str | int = "" if row is None else len(row.seeds)
             paper = list(entry.published) if entry.published else ["", "", ""]
             method_name = entry.method or "not run"
-            writer.writerow([entry.group, entry.label, method_name, *cells, count, seeds, *paper])
+            writer.writerow(
+                [entry.group, entry.label, method_name, *cells, count, seeds, *paper,
+                 *extra.values()]
+            )  # fmt: skip
     return path

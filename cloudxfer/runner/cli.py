@@ -288,15 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     if rows is None:
         return 1
     table = format_markdown(rows) if layout is None else format_paper_table(rows, layout)
-    write_csv(rows, out / "table.csv", layout)
     command = " ".join(argv if argv is not None else sys.argv[1:])
-    header = "\n".join([
-        f"Command: cloudxfer run {command}",
-        f"Revision: {git_revision()}",
-        f"Profile: {setting.profile}; data set configs: experiments/{setting.dataset}",
-        f"Data: {data_description(setting)}",
-        f"Seeds: {' '.join(map(str, args.seeds))}",
-    ])  # fmt: skip
+    provenance = {
+        "Command": f"cloudxfer run {command}",
+        "Revision": git_revision(),
+        "Profile": f"{setting.profile}; data set configs: experiments/{setting.dataset}",
+        "Data": data_description(setting),
+        "Seeds": " ".join(map(str, args.seeds)),
+    }
+    write_csv(rows, out / "table.csv", layout, provenance)
+    header = "\n".join(f"{key}: {value}" for key, value in provenance.items())
     table = f"{table}\n\n{convergence_section(runs)}"
     atomic_write_text(out / "table.md", f"{header}\n\n{table}\n")
     print("\n" + table)

@@ -353,6 +353,14 @@ def test_a_row_runs_end_to_end_on_the_hunan_style_set(tmp_path: Path) -> None:
     assert metrics["n"] == 60 and metrics["n_cloudy"] + metrics["n_clear"] <= 60
     table = (tmp_path / "table.md").read_text()
     assert "SL (opt & SAR)" in table
+    # what made the table: in table.md's header and in every line of table.csv alike
+    with (tmp_path / "table.csv").open() as handle:
+        (line,) = list(csv.DictReader(handle))
+    for key in ("Command", "Revision", "Profile", "Data", "Seeds"):
+        assert f"{key}: {line[key]}\n" in table
+    assert line["Command"].startswith("cloudxfer run --dataset cloudy_pairs --methods sl")
+    assert f"data_root {tmp_path / 'data' / 'target'} (simulated (target: " in line["Data"]
+    assert "scheme hunan, seed 0)" in line["Data"] and line["Seeds"] == "0"
     # under the table: the criterion, then each run's verdict (one smoke epoch proves nothing)
     (verdict,) = table[table.index("\nConvergence (") :].splitlines()[2:]
     assert re.fullmatch(
