@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from cloudxfer.reporting.report import read_record
 
 __all__ = ["SIMULATION_RECORD", "describe_simulation", "simulation_record"]
 
@@ -15,11 +16,7 @@ seed and sizes), so a later ``--synth`` asking for other data does not silently 
 
 def simulation_record(root: Path) -> dict[str, Any] | None:
     """Return the simulation record of a data folder, or None (not simulated, or unreadable)."""
-    try:
-        data = json.loads((root / SIMULATION_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_record(root / SIMULATION_RECORD)
 
 
 def describe_simulation(record: dict[str, Any]) -> str:
