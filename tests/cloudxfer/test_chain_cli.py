@@ -360,7 +360,17 @@ def test_every_stage_records_its_training_and_convergence(chain_run: Path) -> No
             assert metrics["training"] == record  # carried by the checkpoint into the test run
     target = json.loads((runs / "target" / "training.json").read_text())
     train = target["epochs"][0]["train"]
-    assert train["irm/rho_opt"] * train["irm/rho_sar"] == pytest.approx(1.0, rel=1e-2)
+    # with batch sums rho_opt * rho_sar == 1 at every step (the epoch means need not multiply
+    # to 1): the per-step values logged to metrics.csv
+    steps = [
+        row
+        for row in csv.DictReader((runs / "target" / "metrics.csv").open())
+        if row.get("irm/rho_opt")
+    ]
+    assert steps and all(
+        float(r["irm/rho_opt"]) * float(r["irm/rho_sar"]) == pytest.approx(1.0, rel=1e-4)
+        for r in steps
+    )
     assert {"irm/s_opt", "irm/s_sar", "loss/opt", "loss/sar", "loss/source"} <= set(train)
     diagnostics = target["diagnostics"]
     assert set(diagnostics["teacher_oa"]) == {"opt", "sar", "source"}
