@@ -17,7 +17,7 @@ from datamodules.clouds import CloudConfig
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
-DATA_YAML = EXPERIMENTS / "sen12ms_cloud" / "data.yaml"
+DATA_YAML = EXPERIMENTS / "data" / "sen12ms_cloud.yaml"
 
 
 def profile(name: str) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def data_settings() -> dict[str, Any]:
 def target_datamodule(
     root: Path, store: bool, store_dir: Path, **kwargs: Any
 ) -> Sen12msCloudDataModule:
-    """The default target datamodule (clouds as in data.yaml, seed 0) on ``root``."""
+    """The default target datamodule (clouds as in the data-set file, seed 0) on ``root``."""
     settings = data_settings()
     return Sen12msCloudDataModule(
         root=str(root),

@@ -40,7 +40,7 @@ from cloudxfer.runtime import configure_threads
 from datamodules import CloudConfig, Sen12msCloudDataModule, Standardisation
 
 KINDS: tuple[str, ...] = ("pseudo", "labels", "shuffled")
-DATA_YAML = Path(__file__).resolve().parents[1] / "experiments" / "sen12ms_cloud" / "data.yaml"
+DATA_YAML = Path(__file__).resolve().parents[1] / "experiments" / "data" / "sen12ms_cloud.yaml"
 
 
 def load_tiles(data: Path, seed: int) -> dict[str, dict[str, Tensor]]:

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_commands:
         print_commands(runs)
         return 0
-    rows = execute_and_collect(runs, args.jobs, "cloudxfer chain", args.keep_last)
+    rows = execute_and_collect(runs, args.jobs, "cloudxfer chain", args.keep_last, args.reuse_stale)
     if rows is None:
         return 1
     table = format_markdown(rows) + "\n\n" + convergence_section(runs, with_seed=False)

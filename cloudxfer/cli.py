@@ -1,465 +1,92 @@
-"""The ``cloudxfer`` command: LightningCLI for fit/validate/test/predict plus extra commands.
+"""The ``cloudxfer`` command: one table of subcommands, each imported only when it runs.
 
-``cloudxfer fit --config experiments/profiles/quick.yaml --config experiments/sen12ms_cloud/
-target.yaml --trainer.max_epochs 5`` trains one stage; ``cloudxfer chain`` runs them all;
-``cloudxfer synth`` writes simulated data; ``cloudxfer plot`` draws loss curves.
+``cloudxfer fit --config experiments/profiles/quick.yaml --config experiments/methods/target.yaml
+--data experiments/data/sen12ms_cloud.yaml`` trains one method (LightningCLI); ``cloudxfer
+chain`` runs the whole chain; ``cloudxfer run`` a paper table; ``cloudxfer synth`` writes
+simulated data. Lightning takes seconds to import, so ``cloudxfer --help`` and the help of every
+command that does not train import none of it.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
-import os
-import shutil
 import sys
-import tempfile
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import NamedTuple
 
-import lightning.pytorch as pl
-import torch
-from jsonargparse import set_parsing_settings
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import Logger, WandbLogger
-
-from cloudxfer.callbacks import (
-    BEST_CHECKPOINT,
-    LAST_CHECKPOINT,
-    BestCheckpoint,
-    PredictionCSVWriter,
-    RunFiles,
-)
-from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metadata
-from cloudxfer.loggers import ResumableCSVLogger, rows_before
-from cloudxfer.runtime import configure_matmul_precision, configure_threads
-from datamodules.errors import DataError
-
-__all__ = [
-    "COMMANDS",
-    "CloudxferCLI",
-    "Profile",
-    "WandbOptions",
-    "main",
-    "progress_bar",
-    "usage",
-]
+__all__ = ["COMMANDS", "LIGHTNING", "Command", "main", "usage"]
 
 
-@dataclass
-class Profile:
-    """Values stage configs interpolate as ``${profile.<name>}`` (set by a profile YAML).
+class Command(NamedTuple):
+    """A subcommand: its entry point (``module:function`` taking the arguments) and summary."""
 
-    Defaults are the paper's settings (METHOD.md, "Networks and training").
-    """
-
-    run_root: str = "runs/sen12ms_cloud"
-    data_root: str = "data/sen12ms_cloud"
-    source_root: str = "data/source"
-    source_backbone: str = "resnet50"
-    target_backbone: str = "googlenet"
-    epochs_pretrain: int = 200
-    epochs_finetune: int = 200
-    epochs_auxiliary: int = 200
-    epochs_target: int = 200
-    epochs_translation: int = 200
-    """Bound for SPL's and CycIT's adaptation on the 20 labelled pairs per class (short epochs)."""
-    translation_pretrain_batches: int | float = 1.0
-    """Training batches per epoch of SPL's and CycIT's pre-training (Lightning's
-    ``limit_train_batches``: a share or a count; each epoch draws a new shuffle)."""
-    batch_size: int = 64
-    lr: float = 1e-2
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    num_workers: int = 0
-    seed: int = 0
-    """Training seed: initialisation, shuffling, the labelled draw and held-out tiles."""
-    data_seed: int = 0
-    """Seed of what the data fixes for every training seed: the test split, the pasted clouds."""
-    threads: int | None = None
-    """Intra-op compute threads; None uses every core not taken by a loader worker."""
-    matmul_precision: Literal["highest", "high", "medium"] | None = None
-    """float32 matmul precision of a CUDA run (``highest``, ``high``: TF32, ``medium``); None
-    leaves torch's default. A CPU run ignores it."""
-    channels_last: bool = False
-    compile_model: bool = False
-    pin_memory: bool = False
-    cloudy_share: float = 0.5
-    """Share of target tiles given a pasted cloud (the paper: 0.5; its Fig. 9 sweeps it)."""
-    cloud_masks: str | None = None
-    """Folder of real cloud masks to paste (None: simulated masks)."""
-    patience: int | None = None
-    """Early stopping: end a fit once its held-out loss has not improved for this many epochs
-    (None: train every epoch). Convergence is judged with the same patience (5 when None)."""
-    store: bool = True
-    store_dir: str | None = None
-    """Packed tile stores and cached teacher logits; None: ``$CLOUDXFER_STORE_DIR`` or
-    ``~/.cache/cloudxfer/store``."""
+    entry: str
+    summary: str
 
 
-@dataclass
-class WandbOptions:
-    """Weights & Biases logging, added beside the always-on CSV logger when enabled.
+LIGHTNING = "cloudxfer.lightning_cli:main"
+"""LightningCLI's subcommands (fit, validate, test, predict) share one entry point."""
 
-    Runs offline unless ``WANDB_MODE`` says otherwise, so nothing leaves the machine by default.
-    """
-
-    enabled: bool = False
-    project: str = "cloudxfer"
-    name: str | None = None
-    group: str | None = None
-    """Runs shown together (the runner sets the table's output folder name)."""
-    job_type: str | None = None
-    """Kind of run (the runner sets the stage, e.g. ``target``)."""
-    tags: list[str] | None = None
-    """Free labels (the runner sets ``seed<k>`` and the method name)."""
-
-
-class RunFolderError(RuntimeError):
-    """A fit would mix with an earlier fit's files in its run folder."""
-
-
-class CloudxferCLI(LightningCLI):
-    """LightningCLI with profiles, datamodule->model links, run files and stage checks."""
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Profile variables, W&B switch, forced callbacks and links from data to model."""
-        parser.add_class_arguments(Profile, "profile")
-        parser.add_class_arguments(WandbOptions, "wandb")
-        parser.add_argument(
-            "--train_subset",
-            type=Literal["labelled", "unlabelled", "train"],
-            default="unlabelled",
-            help="part of the target train split a stage trains on (data configs interpolate it)",
-        )
-        parser.add_argument(
-            "--overwrite",
-            type=bool,
-            default=False,
-            help="fit into a run folder that already holds checkpoints, deleting them first",
-        )
-        parser.add_argument(
-            "--labelled_stream",
-            type=bool,
-            default=False,
-            help="pair every train batch with a batch of labelled tiles (data configs "
-            "interpolate it; DSAN)",
-        )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        # This checkpoint callback refreshes last.ckpt at every validation (every epoch; add
-        # --checkpoint.every_n_train_steps N for long epochs), so an interrupted fit resumes
-        # there: the newest checkpoint under the name "last", overwritten in place. (Its
-        # save_last option would write last.ckpt only when another checkpoint is written.)
-        # The trainer also gets best.ckpt's callback (see instantiate_trainer).
-        parser.set_defaults(
-            {
-                "checkpoint.filename": LAST_CHECKPOINT,
-                "checkpoint.save_top_k": 1,
-                "checkpoint.save_last": False,
-                "checkpoint.enable_version_counter": False,
-            }
-        )
-        parser.link_arguments(
-            "data.class_names", "model.init_args.class_names", apply_on="instantiate"
-        )
-        parser.link_arguments(
-            "data.normalisation", "model.init_args.normalisation", apply_on="instantiate"
-        )
-
-    @staticmethod
-    def _uses_cuda(config: Any) -> bool:
-        """Whether the trainer this config describes runs on CUDA (``auto``: when one is seen)."""
-        trainer = config.get("trainer") if config is not None else None
-        accelerator = str(trainer.get("accelerator") if trainer is not None else "auto")
-        if accelerator in ("gpu", "cuda"):
-            return True
-        return accelerator == "auto" and torch.cuda.is_available()
-
-    def before_instantiate_classes(self) -> None:
-        """Fix the compute threads (profile ``threads``) before any model or loader exists."""
-        config = self.config.get(str(self.subcommand)) if self.subcommand else self.config
-        profile = config.get("profile") if config is not None else None
-        if profile is not None:
-            configure_threads(profile.get("threads"), int(profile.get("num_workers") or 0))
-            configure_matmul_precision(profile.get("matmul_precision"), self._uses_cuda(config))
-        if self.subcommand in ("fit", "validate", "test", "predict") and config is not None:
-            self._check_writable(self._log_dir())
-        if self.subcommand == "fit" and config is not None:
-            self._earlier_checkpoints(config)
-
-    @staticmethod
-    def _check_writable(folder: Path) -> None:
-        """Refuse an output folder that cannot be created or written, naming it."""
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as err:
-            raise RunFolderError(
-                f"{folder}: cannot write the run folder here ({err.strerror or err}); choose "
-                "another --trainer.default_root_dir"
-            ) from None
-
-    def _earlier_checkpoints(self, config: Any) -> list[Path]:
-        """Return an earlier fit's checkpoints here; refuse them unless resuming or overwriting.
-
-        Otherwise the new fit's checkpoints would mix with the old ones (a stale ``best.ckpt``
-        could outlive it); ``--overwrite`` deletes them, but only in :meth:`before_fit`, once
-        everything the fit reads has been validated.
-        """
-        if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
-            return []  # DDP relaunches this command per process: the first one decides
-        folder = self._log_dir() / "checkpoints"
-        old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
-        if not old or config.get("ckpt_path"):
-            return []
-        if not config.get("overwrite"):
-            raise RunFolderError(
-                f"{folder.parent}: holds the checkpoints of an earlier fit "
-                f"({', '.join(p.name for p in old)}); resume it with --ckpt_path "
-                f"{folder / (LAST_CHECKPOINT + '.ckpt')}, start again with --overwrite true, "
-                "or choose another --trainer.default_root_dir"
-            )
-        return old
-
-    def before_fit(self) -> None:
-        """Validate what the fit reads before its run folder is touched, then claim the folder.
-
-        The stage's own ``setup("fit")`` loads and checks its teachers or initial weights; run
-        here, a refused checkpoint stops the fit before Lightning's setup writes ``config.yaml``,
-        ``metrics.csv`` or the split files (it is idempotent, so Lightning's call is a no-op).
-        """
-        self.model.setup("fit")
-        config = self.config.get("fit")
-        resume_from = config.get("ckpt_path")
-        if resume_from and Path(resume_from).is_file():
-            # the interrupted fit's loss curves stay in metrics.csv (Lightning's writer
-            # would start the file afresh)
-            rows = rows_before(self._log_dir() / "metrics.csv", Path(resume_from))
-            for logger in self.trainer.loggers:
-                if isinstance(logger, ResumableCSVLogger):
-                    logger.carry(rows)
-        if self._earlier_checkpoints(config):
-            shutil.rmtree(self._log_dir() / "checkpoints")
-
-    def _log_dir(self) -> Path:
-        root = Path(self._get(self.config, "trainer.default_root_dir") or "runs/default")
-        return root if self.subcommand in (None, "fit") else root / str(self.subcommand)
-
-    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """Add the CSV logger (always), W&B (when enabled) and the run-file callbacks."""
-        log_dir = self._log_dir()
-        configured = self._get(self.config_init, "trainer.logger")
-        if configured in (None, True):
-            loggers: list[Logger] = [ResumableCSVLogger(save_dir=str(log_dir), name="", version="")]
-            wandb = self._get(self.config_init, "wandb")
-            if wandb is not None and wandb.enabled:
-                os.environ.setdefault("WANDB_MODE", "offline")
-                loggers.append(
-                    WandbLogger(
-                        project=wandb.project,
-                        name=wandb.name,
-                        group=wandb.group,
-                        job_type=wandb.job_type,
-                        tags=wandb.tags,
-                        save_dir=str(log_dir),
-                        # the resolved config, so runs compare by their settings
-                        config=self.config.get(str(self.subcommand)).as_dict()
-                        if self.subcommand
-                        else None,
-                    )
-                )
-            kwargs["logger"] = loggers
-        configured_callbacks = self._get(self.config_init, "trainer.callbacks") or []
-        # best.ckpt, the epoch of the lowest held-out loss, is the stage's result: later stages
-        # and test read it. A callback of its own beside the configurable one that keeps
-        # last.ckpt, so overriding --checkpoint.* never drops the result.
-        best = ModelCheckpoint(
-            filename=BEST_CHECKPOINT,
-            monitor="val/loss",
-            mode="min",
-            save_top_k=1,
-            enable_version_counter=False,
-        )
-        callbacks = [
-            *configured_callbacks,
-            RunFiles(),
-            PredictionCSVWriter(),
-            best,
-            BestCheckpoint(),
-        ]
-        profile = self._get(self.config_init, "profile")
-        patience = getattr(profile, "patience", None)
-        if patience is not None and self.subcommand in (None, "fit"):
-            callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience))
-        if self.subcommand in ("validate", "test", "predict"):
-            # These read the checkpoint's weights only; the fit's early stopping has nothing to
-            # restore here, so Lightning's reminder to pass that callback again is noise.
-            warnings.filterwarnings(
-                "ignore", message="Be aware that when using `ckpt_path`, callbacks used to create"
-            )
-        kwargs["callbacks"] = callbacks
-        kwargs.setdefault("default_root_dir", str(log_dir))
-        kwargs["enable_progress_bar"] = progress_bar(
-            self._get(self.config_init, "trainer.enable_progress_bar"), sys.stdout
-        )
-        return super().instantiate_trainer(**kwargs)
-
-    def _parse_ckpt_path(self) -> None:
-        """Refuse a ``--ckpt_path`` from another stage, modality or class scheme, naming it.
-
-        Lightning then rebuilds the model from the checkpoint's hyper-parameters, so a wrong
-        checkpoint would otherwise silently replace the configured stage.
-        """
-        subcommand = self.config.get("subcommand")
-        config: Any = self.config.get(subcommand) if subcommand else None
-        ckpt = config.get("ckpt_path") if config is not None else None
-        if ckpt and ckpt not in ("last", "best", "hpc", "registry") and config.get("model"):
-            module, _, name = str(config.model.class_path).rpartition(".")
-            stage_cls = getattr(importlib.import_module(module), name, None)
-            expected = getattr(stage_cls, "expected_metadata", None)
-            if expected is not None:
-                stage, modality = expected(dict(config.model.get("init_args") or {}))
-                data_args = (config.get("data") or {}).get("init_args") or {}
-                validate_metadata(
-                    read_metadata(ckpt),
-                    ckpt,
-                    stages={stage},
-                    class_names=data_args.get("classes"),
-                    modality=modality,
-                )
-        super()._parse_ckpt_path()
-
-
-class _DropTips(logging.Filter):
-    """Drop Lightning's "Tip:" messages (product suggestions), keep every other record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in str(record.getMessage())
-
-
-def progress_bar(configured: bool | None, stream: TextIO) -> bool:
-    """Whether a run shows Lightning's progress bar: as configured, else where a terminal is.
-
-    Unset (``trainer.enable_progress_bar: null``), the bar shows where a person watches the
-    run; written to a log file (a scheduler, the runner's ``--jobs``, CI) its redrawn lines
-    would bury the output, and the runner prints one line per run there anyway.
-    """
-    if configured is not None:
-        return bool(configured)
-    return stream.isatty()
-
-
-def run_lightning(args: list[str] | None = None) -> int:
-    """Run the LightningCLI subcommands (fit, validate, test, predict)."""
-    # Stages convert image batches to channels-last in on_after_batch_transfer, beside a
-    # datamodule that defines no such hook: nothing to warn about.
-    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
-    # A run folder already holds the runner's run.json (and, when resuming, the checkpoints);
-    # the CSV logger removes only its own metrics.csv there, so its warning is harmless.
-    warnings.filterwarnings("ignore", message="Experiment logs directory .* is not empty")
-    # Lightning's own pytree helper calls a torch API that torch now marks deprecated; it is
-    # Lightning's call, not ours, and behaves the same.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
-    # test/predict log under <run>/<subcommand>/, so the checkpoint callback's folder differs
-    # from the fit's; only a resumed *fit* would need its top-k state, and a fit never moves.
-    warnings.filterwarnings("ignore", message="The dirpath has changed from")
-    # The model summary counts parameters, not bytes of bf16 activations: its size estimate is
-    # the only thing the warning is about, and the summary says "Estimated" already.
-    warnings.filterwarnings("ignore", message="Precision bf16-mixed is not supported by the model")
-    # An advertisement for a hosted logger printed at every Trainer start: not a diagnostic.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
-    # Configs interpolate ``${profile.x}`` from their own root; under a subcommand the merged
-    # config is nested (``fit.profile.x``), so absolute paths must resolve relative to it.
-    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
-    CloudxferCLI(
-        pl.LightningModule,
-        pl.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        parser_kwargs={"parser_mode": "omegaconf+"},
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
-    return 0
-
-
-def _synth(args: list[str]) -> int:
-    from cloudxfer.sim.cli import main as synth_main
-
-    return synth_main(args)
-
-
-def _chain(args: list[str]) -> int:
-    from cloudxfer.chain import main as chain_main
-
-    return chain_main(args)
-
-
-def _run(args: list[str]) -> int:
-    from cloudxfer.runner.cli import main as run_main
-
-    return run_main(args)
-
-
-def _plot(args: list[str]) -> int:
-    from cloudxfer.reporting.curves import main as plot_main
-
-    return plot_main(args)
-
-
-def _report(args: list[str]) -> int:
-    from cloudxfer.reporting.report import main as report_main
-
-    return report_main(args)
-
-
-def _map(args: list[str]) -> int:
-    from cloudxfer.mapping.cli import main as map_main
-
-    return map_main(args)
-
-
-EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "synth": _synth,
-    "chain": _chain,
-    "run": _run,
-    "plot": _plot,
-    "report": _report,
-    "map": _map,
-}
-
-
-COMMANDS: dict[str, str] = {
-    "fit": "train one stage (Lightning CLI: --config PROFILE.yaml --config STAGE.yaml)",
-    "validate": "score a checkpoint with the stage's loss on its held-out tiles",
-    "test": "score a checkpoint on the test split (test/metrics.json, predictions.csv)",
-    "predict": "write predictions.csv for the datamodule's predict_subset",
-    "synth": "write simulated data: target pairs (SEN12MS or Hunan layout), source scenes",
-    "chain": "run the whole method on one seed and print its table (make demo)",
-    "run": "run registered methods over seeds, or a paper table (make table1..4)",
-    "plot": (
-        "figures: losses (Fig. 8), cloudy-clear (Fig. 7), cloud-sweep (Fig. 9), confusion, "
-        "convergence"
+COMMANDS: dict[str, Command] = {
+    "fit": Command(LIGHTNING, "train one method (Lightning CLI: --config PROFILE --config METHOD)"),
+    "validate": Command(
+        LIGHTNING, "score a checkpoint with the stage's loss on its held-out tiles"
     ),
-    "report": "print runs' test metrics beside their training diagnostics",
-    "map": "classify a whole S2/S1 scene pair with sliding windows into a class map GeoTIFF",
+    "test": Command(
+        LIGHTNING, "score a checkpoint on the test split (test/metrics.json, predictions.csv)"
+    ),
+    "predict": Command(LIGHTNING, "write predictions.csv for the datamodule's predict_subset"),
+    "synth": Command(
+        "cloudxfer.sim.cli:main",
+        "write simulated data: target pairs (SEN12MS or Hunan layout), source scenes",
+    ),
+    "chain": Command(
+        "cloudxfer.chain:main", "run the whole method on one seed and print its table (make demo)"
+    ),
+    "run": Command(
+        "cloudxfer.runner.cli:main",
+        "run registered methods over seeds, or a paper table (make table1..4)",
+    ),
+    "plot": Command(
+        "cloudxfer.reporting.curves:main",
+        "figures: losses (Fig. 8), cloudy-clear (Fig. 7), cloud-sweep (Fig. 9), confusion, "
+        "convergence",
+    ),
+    "report": Command(
+        "cloudxfer.reporting.report:main",
+        "print runs' test metrics beside their training diagnostics",
+    ),
+    "compare": Command(
+        "cloudxfer.reporting.compare:main",
+        "paired comparisons of runs: per-seed differences, tile-level tests, Holm-corrected",
+    ),
+    "map": Command(
+        "cloudxfer.mapping.cli:main",
+        "classify a whole S2/S1 scene pair with sliding windows into a class map GeoTIFF",
+    ),
 }
-"""Every subcommand with its one-line summary (``cloudxfer --help``)."""
+"""Every subcommand, its entry point and its one-line summary (``cloudxfer --help``)."""
 
 
 def usage() -> str:
     """Return the top-level help: every subcommand, one line each."""
     width = max(map(len, COMMANDS))
-    lines = [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]
+    lines = [f"  {name.ljust(width)}  {command.summary}" for name, command in COMMANDS.items()]
     return (
         "usage: cloudxfer COMMAND [options]\n\ncommands:\n" + "\n".join(lines)
         + "\n\n`cloudxfer COMMAND --help` lists a command's options."
     )  # fmt: skip
+
+
+def _user_error(err: Exception) -> bool:
+    """Whether ``err`` is bad input the user fixes (a data set or checkpoint), not a bug.
+
+    The error classes are imported here, after the fact: the command that raised one has
+    imported its module already, so this costs nothing and keeps start-up light.
+    """
+    from cloudxfer.checkpoints import CheckpointError
+    from datamodules.errors import DataError
+
+    return isinstance(err, (CheckpointError, DataError))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -468,12 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2
+    command = COMMANDS.get(args[0])
+    if command is None:
+        print(f"{usage()}\n\ncloudxfer: error: unknown command {args[0]!r}", file=sys.stderr)
+        return 2
+    module, _, function = command.entry.partition(":")
+    entry = getattr(importlib.import_module(module), function)
+    # LightningCLI reads sys.argv itself when given no args (DDP launchers re-run it).
+    lightning_args = None if argv is None else args
     try:
-        if args and args[0] in EXTRA_COMMANDS:
-            return EXTRA_COMMANDS[args[0]](args[1:])
-        # LightningCLI reads sys.argv itself when given no args (DDP launchers re-run it).
-        return run_lightning(None if argv is None else args)
-    except (CheckpointError, DataError, RunFolderError) as err:
+        return int(entry(lightning_args if command.entry == LIGHTNING else args[1:]) or 0)
+    except Exception as err:
+        if not _user_error(err):
+            raise
         # Bad input is the user's to fix: one line naming the file, not a traceback.
         print(f"cloudxfer: error: {err}", file=sys.stderr)
         return 2

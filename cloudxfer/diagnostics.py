@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cloudxfer.files import TRAINING_FILENAME
+
 __all__ = [
     "TRAINING_FILENAME",
     "CONVERGENCE_PATIENCE",
@@ -22,8 +24,6 @@ __all__ = [
     "teacher_diagnostics",
 ]
 
-TRAINING_FILENAME = "training.json"
-"""The training record each fit writes into its run folder."""
 CONVERGENCE_PATIENCE = 5
 """Converged: no new lowest held-out loss during the last this many epochs (profile
 ``patience`` overrides it; early stopping uses the same number)."""

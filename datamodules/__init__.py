@@ -1,29 +1,43 @@
-"""Datamodules: files on disk -> validated, scaled sample dicts for the stages."""
+"""Datamodules: files on disk -> validated, scaled sample dicts for the stages.
 
-from datamodules.clouds import DEFAULT_CLOUDS, NO_CLOUDS, CloudConfig, CloudPaster
-from datamodules.cloudy_pairs import CloudyPairsDataModule
-from datamodules.errors import DataError
-from datamodules.normalisation import Standardisation, channel_mean_std, compute_standardisation
-from datamodules.sen12ms_cloud import Sen12msCloudDataModule, Sen12msCloudDataset
-from datamodules.source_scenes import SourceScenesDataModule, SourceScenesDataset
-from datamodules.splits import SplitRow, make_split, read_split_csv, write_split_csv
+Names are imported on first use (PEP 562): reading a run file (``datamodules.runfiles``) or a
+data error class does not load torch and Lightning.
+"""
 
-__all__ = [
-    "DEFAULT_CLOUDS",
-    "NO_CLOUDS",
-    "CloudConfig",
-    "CloudPaster",
-    "CloudyPairsDataModule",
-    "DataError",
-    "Sen12msCloudDataModule",
-    "Sen12msCloudDataset",
-    "SourceScenesDataModule",
-    "SourceScenesDataset",
-    "SplitRow",
-    "Standardisation",
-    "channel_mean_std",
-    "compute_standardisation",
-    "make_split",
-    "read_split_csv",
-    "write_split_csv",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_CLOUDS": "clouds",
+    "NO_CLOUDS": "clouds",
+    "CloudConfig": "clouds",
+    "CloudPaster": "clouds",
+    "CloudyPairsDataModule": "cloudy_pairs",
+    "DataError": "errors",
+    "Sen12msCloudDataModule": "sen12ms_cloud",
+    "Sen12msCloudDataset": "sen12ms_cloud",
+    "SourceScenesDataModule": "source_scenes",
+    "SourceScenesDataset": "source_scenes",
+    "SplitRow": "splits",
+    "Standardisation": "normalisation",
+    "channel_mean_std": "normalisation",
+    "compute_standardisation": "normalisation",
+    "make_split": "splits",
+    "read_split_csv": "splits",
+    "write_split_csv": "splits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module defining ``name`` when it is first asked for."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'datamodules' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"datamodules.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cloudxfer.diagnostics import TRAINING_FILENAME
+from cloudxfer.files import TRAINING_FILENAME
 
 __all__ = ["convergence_summary", "find_stage_dirs", "format_report", "main", "read_record"]
 

@@ -1,8 +1,10 @@
 """Result tables from the runs' ``metrics.json`` files (never from memory).
 
 One row per method in registry order, OA / AA / Kappa overall, on cloudy and on clear test
-tiles, as the mean over seeds with the std and the number of seeds. Runs of other profiles,
-data sets or overrides are refused: one table describes one setting.
+tiles, as the mean over seeds with the std and the number of seeds (``table.csv`` adds each
+cell's standard error and count). Runs of other profiles, data sets or overrides are refused:
+one table describes one setting. Wall times go to ``timing.csv``, apart from the scores, so
+that ``table.csv`` is the same whenever the same runs are tabulated.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cloudxfer.reporting.statistics import Summary, summarize
 from cloudxfer.runner.methods import PaperRow, method
 from cloudxfer.runner.plan import METRICS, RECORD_FILENAME
 from datamodules.runfiles import atomic_open
@@ -26,6 +29,7 @@ __all__ = [
     "format_markdown",
     "format_paper_table",
     "write_csv",
+    "write_timing_csv",
 ]
 
 COLUMNS: tuple[tuple[str, str, bool], ...] = tuple(
@@ -67,6 +71,10 @@ class TableRow:
             return mean, 0.0
         var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
         return mean, math.sqrt(var)
+
+    def summary(self, key: str) -> Summary | None:
+        """Mean, std, standard error and count of ``key`` over seeds; None if absent."""
+        return summarize(self.values.get(key, ()))
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -220,25 +228,28 @@ def write_csv(
     layout: Sequence[PaperRow] | None = None,
     provenance: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write one line per row: mean and std of every column (fractions), seeds, paper numbers.
+    """Write one line per row: every column's statistics (fractions), seeds, paper numbers.
 
-    ``provenance`` (command, revision, profile, data, ...) adds one column per entry, the same
-    on every line, so the CSV says what made it as ``table.md``'s header does.
+    Per column (e.g. ``OA``): the mean over seeds, ``OA std`` (sample std), ``OA se`` (standard
+    error, std / sqrt(n)) and ``OA n`` (the seeds scored; a subset without tiles scores fewer);
+    std and se are empty below two seeds, where the spread is unknown. ``provenance``
+    (command, revision, profile, data, ...) adds one column per entry, the same on every line,
+    so the CSV says what made it as ``table.md``'s header does. No wall time: see
+    :func:`write_timing_csv`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     by_method = {row.method: row for row in rows}
     extra = dict(provenance or {})
     with atomic_open(path) as handle:
         writer = csv.writer(handle)
-        titles = [t for title, _, _ in COLUMNS for t in (title, f"{title} std")]
+        titles = [t for title, _, _ in COLUMNS for t in _stat_titles(title)]
         writer.writerow(["group", "label", "method", *titles, "n_seeds", "seeds",
                          "paper OA", "paper AA", "paper Kappa", *extra])  # fmt: skip
         for entry in _layout(rows, layout):
             row = by_method.get(entry.method) if entry.method else None
             cells: list[str | int] = []
             for _, key, _ in COLUMNS:
-                stats = None if row is None else row.mean_std(key)
-                cells += ["", ""] if stats is None else [f"{stats[0]:.6f}", f"{stats[1]:.6f}"]
+                cells += _stat_cells(None if row is None else row.summary(key))
             seeds = "" if row is None else " ".join(map(str, row.seeds))
             count: str | int = "" if row is None else len(row.seeds)
             paper = list(entry.published) if entry.published else ["", "", ""]
@@ -247,4 +258,35 @@ def write_csv(
                 [entry.group, entry.label, method_name, *cells, count, seeds, *paper,
                  *extra.values()]
             )  # fmt: skip
+    return path
+
+
+def _stat_titles(title: str) -> tuple[str, str, str, str]:
+    """CSV titles of one column's statistics: mean (the title itself), std, se, n."""
+    return title, f"{title} std", f"{title} se", f"{title} n"
+
+
+def _stat_cells(summary: Summary | None) -> list[str | int]:
+    """CSV cells of one column's statistics (empty where undefined)."""
+    if summary is None:
+        return ["", "", "", ""]
+    spread = ["" if v is None else f"{v:.6f}" for v in (summary.std, summary.se)]
+    return [f"{summary.mean:.6f}", *spread, summary.n]
+
+
+def write_timing_csv(
+    path: Path, wall_s: float, runs: int, provenance: Mapping[str, str] | None = None
+) -> Path:
+    """Write the wall time of the invocation that made a table (apart from its scores).
+
+    One line: the seconds the invocation took (fits and tests that ran, plus reading the runs
+    it reused, so a re-run that reuses every run takes seconds) and the runs it planned, with
+    the same ``provenance`` columns as ``table.csv``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = dict(provenance or {})
+    with atomic_open(path) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["what", "wall_s", "runs", *extra])
+        writer.writerow(["invocation", f"{wall_s:.1f}", runs, *extra.values()])
     return path

@@ -9,13 +9,12 @@ ones resume. Within one run, several GPUs or nodes are Lightning's DDP (``--trai
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cloudxfer.diagnostics import TRAINING_FILENAME, convergence
+from cloudxfer.files import TRAINING_FILENAME
 from cloudxfer.reporting.report import convergence_summary, read_record
 from cloudxfer.reporting.tables import (
     TableRow,
@@ -24,10 +23,10 @@ from cloudxfer.reporting.tables import (
     format_paper_table,
     write_csv,
 )
-from cloudxfer.runner.executor import RunnerError, execute
+from cloudxfer.runner.executor import RunnerError, execute, stale_runs
 from cloudxfer.runner.methods import METHODS, TABLE_SETTINGS, TABLES
-from cloudxfer.runner.plan import EXPERIMENTS, PlannedRun, Setting, plan, profile_path
-from cloudxfer.runtime import available_cores
+from cloudxfer.runner.plan import PlannedRun, Setting, dataset_path, plan, profile_path
+from cloudxfer.runner.provenance import git_revision
 from cloudxfer.sim.record import describe_simulation, simulation_record
 from datamodules.runfiles import atomic_write_text
 
@@ -45,7 +44,11 @@ __all__ = [
 def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``chain``: profile, data set, data roots, simulation."""
     parser.add_argument("--profile", default="quick", help="profile name or YAML path")
-    parser.add_argument("--dataset", default="sen12ms_cloud", help="folder under experiments/")
+    parser.add_argument(
+        "--dataset",
+        default="sen12ms_cloud",
+        help="target data-set file, or the name of one under experiments/data/",
+    )
     parser.add_argument("--data-root", type=Path, default=None, help="target data root")
     parser.add_argument("--source-root", type=Path, default=None, help="source data root")
     parser.add_argument(
@@ -68,6 +71,12 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep each finished fit's last.ckpt (default: deleted once the fit finished, "
         "since only an interrupted fit resumes from it; best.ckpt is the run's result)",
+    )
+    parser.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="keep finished runs of the same configuration made by other code (default: "
+        "report and re-run them); a table made of such runs names them in its header and CSV",
     )
     parser.add_argument(
         "--share-dir",
@@ -112,9 +121,10 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     data_root = (args.data_root or out / "data" / "target").resolve()
     source_root = (args.source_root or out / "data" / "source").resolve()
     if args.synth and not args.print_commands:
+        from cloudxfer.runtime import available_cores
         from cloudxfer.sim.cli import main as synth
 
-        scheme = "hunan" if args.dataset == "cloudy_pairs" else "sen12ms_cloud"
+        scheme = "hunan" if dataset_path(args.dataset).stem == "cloudy_pairs" else "sen12ms_cloud"
         target = {"generator": "target", "scheme": scheme, "pairs": args.pairs}
         source = {"generator": "source", "role": args.source_role, "per_class": args.per_class}
         _check_simulation(data_root, {**target, "seed": args.seed})
@@ -139,7 +149,7 @@ def setting_from(
 ) -> Setting:
     """Build the runs' setting; the parser reports a missing profile or data set folder."""
     profile = profile_path(args.profile)
-    for path in (profile, EXPERIMENTS / args.dataset):
+    for path in (profile, dataset_path(args.dataset)):
         if not path.exists():
             parser.error(f"{path}: not found")
     common, per_stage = [], []
@@ -160,7 +170,7 @@ def setting_from(
         parser.error(str(err))
     return Setting(
         profile=profile,
-        dataset=args.dataset,
+        dataset=dataset_path(args.dataset),
         overrides=(
             f"--profile.data_root={data_root}",
             f"--profile.source_root={source_root}",
@@ -184,19 +194,19 @@ def data_description(setting: Setting) -> str:
 
 
 def execute_and_collect(
-    runs: Sequence[PlannedRun], jobs: int, prog: str, keep_last: bool = False
+    runs: Sequence[PlannedRun],
+    jobs: int,
+    prog: str,
+    keep_last: bool = False,
+    reuse_stale: bool = False,
 ) -> list[TableRow] | None:
     """Execute the runs and read their table rows; on failure print one error line, None."""
     try:
-        execute(runs, jobs=jobs, keep_last=keep_last)
+        execute(runs, jobs=jobs, keep_last=keep_last, reuse_stale=reuse_stale)
         return collect([run.directory for run in runs if run.method.tested])
     except (RunnerError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return None
-
-
-CONVERGENCE_TEXT = convergence([])["criterion"]
-"""The convergence criterion in words (docs/method.md), printed above the verdicts."""
 
 
 def convergence_section(runs: Sequence[PlannedRun], with_seed: bool = True) -> str:
@@ -205,7 +215,9 @@ def convergence_section(runs: Sequence[PlannedRun], with_seed: bool = True) -> s
     Each line gives the run's final train loss, epochs, lowest held-out epoch and verdict
     (from its ``training.json``), so a table says which of its runs prove nothing yet.
     """
-    lines = [f"Convergence ({CONVERGENCE_TEXT}):"]
+    from cloudxfer.diagnostics import convergence  # torch: imported when a table is written
+
+    lines = [f"Convergence ({convergence([])['criterion']}):"]
     for run in runs:
         path = run.directory / TRAINING_FILENAME
         record = read_record(path)
@@ -213,17 +225,6 @@ def convergence_section(runs: Sequence[PlannedRun], with_seed: bool = True) -> s
         name = f"{run.method.name} seed {run.seed}" if with_seed else run.method.name
         lines.append(f"{name}: {summary}")
     return "\n".join(lines)
-
-
-def git_revision() -> str:
-    """Return the repository's commit (``-dirty`` with local changes), or ``unknown``."""
-    repo = EXPERIMENTS.parent
-    try:
-        rev = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev or "unknown"
 
 
 def print_commands(runs: Sequence[PlannedRun]) -> None:
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = TABLES[args.table] if args.table else None
     if args.table:
         dataset, role = TABLE_SETTINGS[args.table]
-        if (args.dataset, args.source_role) != (dataset, role):
+        if (dataset_path(args.dataset).stem, args.source_role) != (dataset, role):
             parser.error(
                 f"{args.table} is --dataset {dataset} --source-role {role} (given "
                 f"{args.dataset}, {args.source_role})"
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print_commands(runs)
         return 0
     start = time.perf_counter()
-    rows = execute_and_collect(runs, args.jobs, "cloudxfer run", args.keep_last)
+    rows = execute_and_collect(runs, args.jobs, "cloudxfer run", args.keep_last, args.reuse_stale)
     if rows is None:
         return 1
     table = format_markdown(rows) if layout is None else format_paper_table(rows, layout)
@@ -292,15 +293,26 @@ def main(argv: list[str] | None = None) -> int:
     provenance = {
         "Command": f"cloudxfer run {command}",
         "Revision": git_revision(),
-        "Profile": f"{setting.profile}; data set configs: experiments/{setting.dataset}",
+        "Profile": f"{setting.profile}; data set: {setting.dataset}",
         "Data": data_description(setting),
         "Seeds": " ".join(map(str, args.seeds)),
     }
+    stale = stale_runs(runs)
+    if stale:
+        provenance["Made by other code (kept: --reuse-stale)"] = ", ".join(
+            f"{run.method.name} seed {run.seed}" for run in stale
+        )
     write_csv(rows, out / "table.csv", layout, provenance)
     header = "\n".join(f"{key}: {value}" for key, value in provenance.items())
-    table = f"{table}\n\n{convergence_section(runs)}"
+    from cloudxfer.reporting.compare import table_section  # the comparisons under the table
+    from cloudxfer.reporting.tables import write_timing_csv
+
+    tested = [run.directory for run in runs if run.method.tested]
+    table = f"{table}\n\n{table_section(tested)}\n\n{convergence_section(runs)}"
     atomic_write_text(out / "table.md", f"{header}\n\n{table}\n")
     print("\n" + table)
-    print(f"\nwrote {out / 'table.md'} and {out / 'table.csv'}")
-    print(f"Wall time: {time.perf_counter() - start:.0f} s")
+    wall = time.perf_counter() - start
+    write_timing_csv(out / "timing.csv", wall, len(runs), provenance)  # apart from the scores
+    print(f"\nwrote {out / 'table.md'}, {out / 'table.csv'} and {out / 'timing.csv'}")
+    print(f"Wall time: {wall:.0f} s")
     return 0

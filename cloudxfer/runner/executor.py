@@ -1,8 +1,13 @@
 """Execute planned runs as ``cloudxfer fit`` / ``test`` subprocesses: reuse, resume, report.
 
 A run whose folder holds a finished fit of the same id (``stage_done.json``) and a valid
-checkpoint of its stage is reused; one interrupted mid-way resumes from its ``last.ckpt``; a
-folder made with another configuration is refused, never silently reused. A finished run whose
+checkpoint of its stage is reused; one of the same configuration made by other code is
+reported and fitted again (or, with ``reuse_stale``, kept and marked); one interrupted mid-way
+resumes from its ``last.ckpt``; a folder holding a fit of another configuration is refused,
+never silently reused (a folder whose fit never started, e.g. a setup that failed, is simply
+taken over). Each run folder is claimed with a lock (a soft lock file with the holder's host
+and process, reclaimed when that process is gone), so two runners on one output folder never
+train the same run twice. A finished run whose
 checkpoint does not load (truncated, damaged, missing) is fitted again from scratch, and so is
 an interrupted one whose ``last.ckpt`` does not load, each with one line saying why. Each
 finished run prints one progress line with its test metrics and wall time. ``jobs`` > 1 runs
@@ -27,7 +32,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from cloudxfer.checkpoints import CheckpointError, read_metadata
+from filelock import SoftFileLock, Timeout
+
 from cloudxfer.reporting.report import read_record
 from cloudxfer.runner.plan import CHECKPOINT, METRICS, RECORD_FILENAME, PlannedRun
 from datamodules.runfiles import write_json
@@ -38,12 +44,16 @@ __all__ = [
     "checkpoint_problem",
     "execute",
     "fit_finished",
+    "fit_stale",
+    "stale_runs",
 ]
 
 DONE_FILENAME = "stage_done.json"
+LOCK_FILENAME = ".run.lock"
+"""A run folder's lock (held while the runner fits or tests the run)."""
 SHARED_FILENAME = "shared.json"
 """What a share folder entry records: the share key, the method and where it was trained."""
-_RUN_FILES = (RECORD_FILENAME, DONE_FILENAME, SHARED_FILENAME)
+_RUN_FILES = (RECORD_FILENAME, DONE_FILENAME, SHARED_FILENAME, LOCK_FILENAME)
 """A run folder's own records: never copied to or from the share folder."""
 
 
@@ -51,10 +61,27 @@ class RunnerError(RuntimeError):
     """A run cannot start or failed; the message names the run and its folder."""
 
 
-def fit_finished(run: PlannedRun) -> bool:
-    """Whether the run's folder records a finished fit of this id (its checkpoint unchecked)."""
+def fit_finished(run: PlannedRun, reuse_stale: bool = False) -> bool:
+    """Whether the run's folder records a finished fit of this id (its checkpoint unchecked).
+
+    With ``reuse_stale``, a finished fit of the same configuration made by other code counts.
+    """
     done = read_record(run.directory / DONE_FILENAME)
-    return done is not None and done.get("id") == run.run_id
+    if done is None:
+        return False
+    return done.get("id") == run.run_id or (reuse_stale and fit_stale(run))
+
+
+def fit_stale(run: PlannedRun) -> bool:
+    """Whether the folder holds a finished fit of this configuration made by other code."""
+    done = read_record(run.directory / DONE_FILENAME)
+    return (
+        done is not None and done.get("config_id") == run.config_id and done.get("id") != run.run_id
+    )
+
+
+def _done_record(run: PlannedRun, **extra: str) -> dict[str, str]:
+    return {"id": run.run_id, "config_id": run.config_id, "code": run.code, **extra}
 
 
 def checkpoint_problem(run: PlannedRun, path: Path) -> str | None:
@@ -63,6 +90,8 @@ def checkpoint_problem(run: PlannedRun, path: Path) -> str | None:
     The file is loaded with its weights mapped, not read: a truncated file or a damaged record
     fails to load all the same, and a large checkpoint costs no second full read.
     """
+    from cloudxfer.checkpoints import CheckpointError, read_metadata  # torch: imported late
+
     if not path.is_file():
         return f"checkpoint {path} is missing"
     try:
@@ -75,14 +104,19 @@ def checkpoint_problem(run: PlannedRun, path: Path) -> str | None:
 
 
 def _claim(run: PlannedRun) -> None:
-    """Record the run in its folder, refusing a folder that holds another configuration."""
+    """Record the run in its folder, refusing a folder that holds another configuration's fit.
+
+    A record whose fit left no checkpoint (its setup failed, or it was killed before its first
+    epoch) holds nothing to protect: the folder is this run's.
+    """
     record = read_record(run.directory / RECORD_FILENAME)
-    if record is None and (run.checkpoint.is_file() or run.resume_checkpoint.is_file()):
+    trained = run.checkpoint.is_file() or run.resume_checkpoint.is_file()
+    if record is None and trained:
         raise RunnerError(
             f"{run.directory}: holds a checkpoint but no run record ({RECORD_FILENAME}), so "
             "what made it is unknown; remove the folder or choose another output folder"
         )
-    if record is not None and record.get("id") != run.run_id:
+    if record is not None and trained and record.get("config_id") != run.config_id:
         raise RunnerError(
             f"{run.directory}: holds run {record.get('id')} of another configuration "
             f"(this one is {run.run_id}); remove the folder or choose another output folder"
@@ -109,7 +143,13 @@ def _metrics_line(metrics: dict[str, Any] | None) -> str:
     )
 
 
-def _fit_start(run: PlannedRun, log: Callable[[str], None]) -> list[str] | None:
+def _done_code(run: PlannedRun) -> str:
+    return str((read_record(run.directory / DONE_FILENAME) or {}).get("code", "unknown"))
+
+
+def _fit_start(
+    run: PlannedRun, log: Callable[[str], None], reuse_stale: bool = False
+) -> list[str] | None:
     """Return how the run's fit starts (resume or afresh), or None: it is finished and sound.
 
     The folder is this run's (claimed by its id). A finished fit whose result does not load is
@@ -118,11 +158,18 @@ def _fit_start(run: PlannedRun, log: Callable[[str], None]) -> list[str] | None:
     does not load or a fit killed before its first epoch left none.
     """
     name = f"{run.method.name} seed {run.seed}"
-    if fit_finished(run):
+    if fit_finished(run, reuse_stale):
         problem = checkpoint_problem(run, run.checkpoint)
         if problem is None:
+            if fit_stale(run):
+                log(f"{name}: made by other code (code {_done_code(run)}, now {run.code}); "
+                    "kept (--reuse-stale)")  # fmt: skip
             return None
         log(f"{name}: {problem}; re-running")
+        return ["--overwrite=true"]
+    if fit_stale(run):
+        log(f"{name}: made by other code (code {_done_code(run)}, now {run.code}); re-running "
+            "(--reuse-stale keeps it)")  # fmt: skip
         return ["--overwrite=true"]
     last = run.resume_checkpoint
     if not last.is_file():
@@ -193,35 +240,57 @@ def run_one(
     env: dict[str, str] | None = None,
     log: Callable[[str], None] = print,
     keep_last: bool = False,
+    reuse_stale: bool = False,
 ) -> tuple[dict[str, Any] | None, str]:
-    """Fit (or reuse, resume, or copy from the share folder) and test one run.
+    """Fit (or reuse, resume, or copy from the share folder) and test one run, under its lock.
 
     A finished fit's ``last.ckpt`` is deleted unless ``keep_last``: a finished run is reused
-    or, if its result does not load, fitted again from scratch, never resumed.
+    or, if its result does not load, fitted again from scratch, never resumed. A runner that
+    finds the run's folder locked by another waits for it (saying so once), then reuses what
+    that one finished.
 
     Returns:
         Its test metrics (None: an untested upstream stage) and how it was done: ``ran``,
-        ``reused`` (nothing had to run) or ``shared from <folder>``.
+        ``reused`` (nothing had to run), ``reused, made by other code`` (``reuse_stale``) or
+        ``shared from <folder>``.
 
     """
+    run.directory.mkdir(parents=True, exist_ok=True)
+    lock = SoftFileLock(run.directory / LOCK_FILENAME)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"{run.method.name} seed {run.seed}: another runner holds {run.directory}; waiting")
+        lock.acquire()
+    try:
+        return _run_locked(run, env, log, keep_last, reuse_stale)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    run: PlannedRun,
+    env: dict[str, str] | None,
+    log: Callable[[str], None],
+    keep_last: bool,
+    reuse_stale: bool,
+) -> tuple[dict[str, Any] | None, str]:
     _claim(run)
     metrics_path = run.directory / METRICS
-    how = "reused"
-    shared = None if fit_finished(run) else _shared_copy(run, log)
+    how = "reused, made by other code" if reuse_stale and fit_stale(run) else "reused"
+    shared = None if fit_finished(run, reuse_stale) else _shared_copy(run, log)
     if shared is not None:
         metrics_path.unlink(missing_ok=True)
         _copy_run_files(shared, run.directory)
-        write_json(run.directory / DONE_FILENAME, {"id": run.run_id,
-                   "checkpoint": str(run.checkpoint), "shared_from": str(shared)})  # fmt: skip
+        write_json(run.directory / DONE_FILENAME, _done_record(run,
+                   checkpoint=str(CHECKPOINT), shared_from=str(shared)))  # fmt: skip
         how = f"shared from {shared}"
-    start = _fit_start(run, log)
+    start = _fit_start(run, log, reuse_stale)
     if start is not None:
         (run.directory / DONE_FILENAME).unlink(missing_ok=True)
         metrics_path.unlink(missing_ok=True)  # a new fit makes the old scores stale
         _call(run, [*run.command("fit"), *start], env)
-        write_json(
-            run.directory / DONE_FILENAME, {"id": run.run_id, "checkpoint": str(run.checkpoint)}
-        )
+        write_json(run.directory / DONE_FILENAME, _done_record(run, checkpoint=str(CHECKPOINT)))
         if not keep_last:
             run.resume_checkpoint.unlink(missing_ok=True)
         how = "ran"
@@ -253,10 +322,12 @@ def execute(
     jobs: int = 1,
     log: Callable[[str], None] = print,
     keep_last: bool = False,
+    reuse_stale: bool = False,
 ) -> dict[tuple[str, int], dict[str, Any] | None]:
     """Run everything in dependency order (``jobs`` at a time); return test metrics per run.
 
-    ``keep_last`` keeps each finished fit's ``last.ckpt`` (see :func:`run_one`).
+    ``keep_last`` keeps each finished fit's ``last.ckpt`` and ``reuse_stale`` keeps runs made
+    by other code (see :func:`run_one`); :func:`stale_runs` lists those afterwards.
     """
     results: dict[tuple[str, int], dict[str, Any] | None] = {}
     pending = list(runs)
@@ -285,7 +356,7 @@ def execute(
                     break
                 pending.remove(run)
                 slot = free.pop(0)
-                future = pool.submit(run_one, run, envs[slot], log, keep_last)
+                future = pool.submit(run_one, run, envs[slot], log, keep_last, reuse_stale)
                 running[future] = (run, slot, time.perf_counter())
             if not running:
                 names = ", ".join(f"{r.method.name}/{r.seed}" for r in pending)
@@ -297,3 +368,8 @@ def execute(
                 report(run, future.result(), began)
     log(f"{total} runs done in {time.perf_counter() - start:.0f} s")
     return results
+
+
+def stale_runs(runs: Sequence[PlannedRun]) -> list[PlannedRun]:
+    """Return the runs whose finished fit was made by other code (kept with ``reuse_stale``)."""
+    return [run for run in runs if fit_stale(run)]

@@ -1,30 +1,36 @@
 """Runs as data: a method at one seed under one setting, with a stable id and its commands.
 
-A run's id hashes everything that decides its resolved config: the stage, data and profile
-YAML files, the overrides, the seed and the ids of the upstream runs it reads. Two rows that
-need the same upstream run at the same seed share it.
+A run's identity has two parts. Its *configuration id* covers what the run is asked to do:
+its method's YAML files, the profile fields they read (by value: a profile field no config of
+the run reads does not count), the data-set file and the data's content where it reads target
+data (:func:`~cloudxfer.runner.identity.data_fingerprint`: never a path), the other
+overrides, its seed and its upstream runs' configuration ids. Its *code digest* covers the
+Python code that trains it. Its run id hashes both with the upstream run ids, so new code
+retrains a run and everything downstream of it; the executor tells a run made by other code
+(same configuration id) from one of another configuration.
 
-A run on the source domain alone (its stage and its upstream read no target data: the source
-pre-training, SPL's restorer) also has a *share key*: the same hash without the target data's
-config and overrides. Tables and figure levels that differ only in their target data give
-such runs the same key, and the executor copies a finished one from the share folder instead
-of training it again.
+A run on the source domain alone (it and its upstream read no target data: the source
+pre-training, SPL's restorer) has an id that no target-data setting enters, so tables and
+figure levels that differ only in their target data share it: with a share folder the executor
+copies a finished one instead of training it again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from cloudxfer.runner.methods import Method, method, upstream_closure
+from cloudxfer.profile import Profile
+from cloudxfer.runner.identity import code_digest, data_fingerprint, digest
+from cloudxfer.runner.methods import EXPERIMENTS, Method, method, upstream_closure
 
 __all__ = [
     "EXPERIMENTS",
@@ -32,27 +38,27 @@ __all__ = [
     "RECORD_FILENAME",
     "PlannedRun",
     "Setting",
+    "dataset_path",
     "plan",
     "profile_path",
 ]
 
-EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments").resolve()
-"""The configs: ``experiments/`` of the source tree (``cloudxfer/experiments`` links to it),
-or the copy an installed package carries."""
-TARGET_DATA = "data.yaml"
-"""How a stage config that reads the target data names it (``data: data.yaml``)."""
-STAGE_DATASET = "sen12ms_cloud"
-"""The data set folder holding the stage configs; another data set folder holds its own
-``data.yaml`` (passed as ``--data`` after the stage config) and only the stage configs it
-changes."""
 CHECKPOINT = Path("checkpoints") / "best.ckpt"
-"""A fit's result: the weights of its lowest held-out loss (read downstream and by test)."""
+"""A fit's result: the weights of its selected epoch (read downstream and by test)."""
 RESUME = Path("checkpoints") / "last.ckpt"
 """A fit's last epoch: where an interrupted fit resumes."""
 RECORD_FILENAME = "run.json"
-"""What the runner records in each run folder (id, method, seed, setting, commands)."""
+"""What the runner records in each run folder (ids, method, seed, setting, commands)."""
 METRICS = Path("test") / "metrics.json"
 """The test scores ``cloudxfer test`` writes in a run folder."""
+PROFILE_FIELD = re.compile(r"profile\.(\w+)")
+"""A profile field a config interpolates (``${profile.lr}``, ``${...profile.data_root}``)."""
+PATH_FIELDS = ("data_root", "source_root", "cloud_masks")
+"""Profile fields naming data on disk: they enter an id by the data's content."""
+CLI_FIELDS = ("threads", "num_workers", "matmul_precision", "patience")
+"""Profile fields the training command reads itself (``cloudxfer.lightning_cli``), not a config."""
+LOCATION_FIELDS = ("run_root", "store_dir")
+"""Profile fields saying only where files go: never part of an id."""
 
 
 def profile_path(profile: str) -> Path:
@@ -61,15 +67,22 @@ def profile_path(profile: str) -> Path:
     return path if path.suffix else EXPERIMENTS / "profiles" / f"{profile}.yaml"
 
 
+def dataset_path(dataset: str | Path) -> Path:
+    """Resolve a data-set name (``sen12ms_cloud``) or YAML path to the data-set file."""
+    path = Path(dataset)
+    return path if path.suffix else EXPERIMENTS / "data" / f"{dataset}.yaml"
+
+
 @dataclass(frozen=True)
 class Setting:
-    """What every run of one chain or table shares: profile, data set configs, overrides."""
+    """What every run of one chain or table shares: profile, data-set file, overrides."""
 
     profile: Path
-    dataset: str
-    """Folder of stage configs under ``experiments/``."""
+    dataset: Path
+    """The target data-set file (``experiments/data/<name>.yaml``), passed as ``--data``."""
     overrides: tuple[str, ...] = ()
-    """CLI overrides for every run (data roots, ``--trainer.x=y``)."""
+    """CLI overrides for every run (data roots, ``--trainer.x=y``); ``--data.*`` ones reach
+    only the runs that read the target data."""
     stage_overrides: tuple[tuple[str, str], ...] = ()
     """(method, CLI override) pairs for one method's runs only (``--stage.<method>.x=y``)."""
     run_root: Callable[[int], Path] = field(default=lambda seed: Path("runs") / f"seed{seed}")
@@ -77,93 +90,52 @@ class Setting:
     share_dir: Path | None = None
     """Folder of finished source-domain runs shared across tables (None: no sharing)."""
 
-    def overrides_of(self, method_name: str) -> list[str]:
-        """Return the CLI overrides given for ``method_name``'s runs alone."""
-        return [arg for name, arg in self.stage_overrides if name == method_name]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", dataset_path(self.dataset))
 
-    @property
-    def dataset_dir(self) -> Path:
-        """The data set's config folder (``experiments/<dataset>/``)."""
-        return EXPERIMENTS / self.dataset
-
-    def stage_config(self, m: Method) -> Path:
-        """Return the method's stage config: the data set folder's own, else the shared one."""
-        own = self.dataset_dir / m.config
-        return own if own.is_file() else EXPERIMENTS / STAGE_DATASET / m.config
-
-    def data_config(self) -> Path:
-        """Return the data set's ``data.yaml`` (the stage configs include the shared one)."""
-        return self.dataset_dir / "data.yaml"
+    def overrides_of(self, m: Method) -> list[str]:
+        """Every override a run of ``m`` gets: the shared ones it reads, then its own."""
+        shared = [a for a in self.overrides if m.reads == "target" or not a.startswith("--data")]
+        return [*shared, *(arg for name, arg in self.stage_overrides if name == m.name)]
 
     def data_arguments(self, m: Method) -> list[str]:
-        """``--data=<data.yaml>`` where the data set is not the stage configs' own.
-
-        Only for a method whose stage reads the target data (``data: data.yaml``): one on the
-        source domain (``source_pretrain``, ``spl_pretrain``) keeps its own data config.
-        """
-        if self.dataset == STAGE_DATASET or not reads_target_data(self.stage_config(m)):
+        """``--data=<data-set file>`` and the method's own data arguments (target data only)."""
+        if m.reads != "target":
             return []
-        return [f"--data={self.data_config()}"]
-
-
-PROFILE_FIELD = re.compile(r"profile\.(\w+)")
-"""A profile field interpolated by a config (``${profile.data_root}``, ``${...profile.x}``)."""
-
-
-def target_only_overrides(data_text: str, stage_text: str, overrides: Sequence[str]) -> list[str]:
-    """Return the overrides that reach a run only through the target data's config.
-
-    Those are ``--data=`` and ``--profile.<field>=`` overrides of the fields the data set's
-    ``data.yaml`` (``data_text``) interpolates (data root, cloudy share, cloud masks) that the
-    method's stage config (``stage_text``) does not interpolate itself. A run that does not
-    read the target data ignores them.
-    """
-    fields = set(PROFILE_FIELD.findall(data_text)) - set(PROFILE_FIELD.findall(stage_text))
-    ignored = tuple(f"--profile.{name}=" for name in sorted(fields))
-    return [arg for arg in overrides if arg.startswith(("--data=", *ignored))]
-
-
-def _source_inputs(
-    setting: Setting, m: Method, texts: dict[str, str], overrides: list[str]
-) -> dict[str, object] | None:
-    """Return the configs and overrides a run's share key hashes (None: it reads target data)."""
-    stage = setting.stage_config(m)
-    if reads_target_data(stage):
-        return None
-    dropped = target_only_overrides(texts[TARGET_DATA], texts[stage.name], overrides)
-    return {
-        "configs": {name: text for name, text in texts.items() if name != TARGET_DATA},
-        "overrides": [arg for arg in overrides if arg not in dropped],
-    }
-
-
-def reads_target_data(stage_config: Path) -> bool:
-    """Whether a stage config reads the target data set (``data: data.yaml``)."""
-    config = yaml.safe_load(stage_config.read_text(encoding="utf-8")) or {}
-    return isinstance(config, dict) and config.get("data") == TARGET_DATA
+        return [f"--data={self.dataset}", *m.data_arguments]
 
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run: method, seed, folder, id, the upstream runs it reads and its commands."""
+    """One run: method, seed, folder, ids, the upstream runs it reads and its commands."""
 
     method: Method
     seed: int
     setting: Setting
     directory: Path
     run_id: str
+    """Hash of its configuration id, its code digest and its upstream run ids."""
+    config_id: str
+    """Hash of what the run is asked to do (configs, data content, seed, upstream configs)."""
+    code: str
+    """Digest of the code that trains it."""
     upstream: tuple[PlannedRun, ...]
     fit_args: tuple[str, ...]
     test_args: tuple[str, ...]
-    share_key: str | None = None
-    """Hash of what decides a source-domain run's training (None: it reads target data)."""
+    shared: bool = False
+    """Whether it reads no target data, itself or upstream (shareable across tables)."""
+
+    @property
+    def share_key(self) -> str | None:
+        """The run id of a shareable run (None: it reads target data)."""
+        return self.run_id if self.shared else None
 
     @property
     def shared_directory(self) -> Path | None:
         """Where the share folder keeps this run's training (None: not shared)."""
-        if self.share_key is None or self.setting.share_dir is None:
+        if not self.shared or self.setting.share_dir is None:
             return None
-        return self.setting.share_dir / f"{self.method.name}-{self.share_key}"
+        return self.setting.share_dir / f"{self.method.name}-{self.run_id}"
 
     @property
     def key(self) -> tuple[str, int]:
@@ -190,35 +162,106 @@ class PlannedRun:
         return shlex.join(["python", *self.command(subcommand)[1:]])
 
     def describe(self) -> dict[str, object]:
-        """Return what ``run.json`` records about the run."""
+        """Return what ``run.json`` records about the run (provenance, not identity)."""
+        from cloudxfer import __version__
+        from cloudxfer.runner.provenance import git_revision
+
         return {
             "id": self.run_id,
+            "config_id": self.config_id,
+            "code": self.code,
             "method": self.method.name,
-            "stage": self.method.stage,
             "seed": self.seed,
             "setting": {
-                "profile": str(self.setting.profile),
-                "dataset": self.setting.dataset,
-                "overrides": list(self.setting.overrides),
+                "profile": self.setting.profile.stem,
+                "dataset": self.setting.dataset.stem,
+                "overrides": [_portable(arg) for arg in self.setting.overrides],
             },
             "upstream": {run.method.name: run.run_id for run in self.upstream},
-            "share_key": self.share_key,
+            "version": __version__,
+            "revision": git_revision(),
             "fit": self.shell("fit"),
             "test": self.shell("test") if self.method.tested else None,
         }
 
 
-def _digest(parts: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+def _portable(arg: str) -> str:
+    """Return an override as a table compares it: data paths by content, locations dropped."""
+    name, _, value = arg.partition("=")
+    field_name = name.removeprefix("--profile.")
+    if field_name in PATH_FIELDS:
+        return f"{name}=<data {data_fingerprint(Path(value).resolve())}>"
+    return arg
 
 
-def _config_texts(setting: Setting, m: Method) -> dict[str, str]:
-    """Contents of the YAML files the run's config is made of (its stage, data, profile)."""
-    files = [setting.profile, setting.stage_config(m), setting.data_config()]
-    missing = [str(p) for p in files if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"config not found: {', '.join(missing)}")
-    return {p.name: p.read_text(encoding="utf-8") for p in files}
+@cache
+def _text(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"config not found: {path}")
+    return path.read_text(encoding="utf-8")
+
+
+@cache
+def _profile_values(profile: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the profile's field values over the defaults, and its other sections (trainer)."""
+    config = yaml.safe_load(_text(profile)) or {}
+    values = {f.name: f.default for f in fields(Profile)}
+    values.update(config.pop("profile", None) or {})
+    return values, config
+
+
+def _class_paths(texts: Sequence[str]) -> list[str]:
+    """Return the model and data classes the run's configs name (the roots of its code digest)."""
+    found = []
+    for text in texts:
+        config = yaml.safe_load(text) or {}
+        for section in ("model", "data"):
+            part = config.get(section) if section in config else None
+            if part is None and "class_path" in config and section == "data":
+                part = config  # a data-set file is the data section itself
+            if isinstance(part, dict) and part.get("class_path"):
+                found.append(str(part["class_path"]))
+    return found
+
+
+def _identity(
+    setting: Setting, m: Method, overrides: list[str], fingerprints: dict[Path, str]
+) -> tuple[dict[str, Any], str]:
+    """Return what enters the run's configuration id (less seed and upstream) and its code digest.
+
+    ``fingerprints`` memoises the data folders' fingerprints within one plan.
+    """
+    texts = {path.name: _text(path) for path in m.configs}
+    if m.reads == "target":
+        texts[f"data:{setting.dataset.name}"] = _text(setting.dataset)
+    read = set(PROFILE_FIELD.findall("\n".join(texts.values()))) - set(LOCATION_FIELDS)
+    read |= set(CLI_FIELDS)
+    values, sections = _profile_values(setting.profile)
+    values = dict(values)
+    other: list[str] = []
+    for arg in overrides:
+        name, _, text = arg.partition("=")
+        if name.startswith("--profile."):
+            values[name.removeprefix("--profile.")] = yaml.safe_load(text) if text else None
+        else:
+            other.append(arg)
+    profile: dict[str, Any] = {}
+    for name in sorted(read):
+        value: Any = values.get(name)
+        if name in PATH_FIELDS and value is not None:
+            path = Path(str(value)).resolve()
+            if path not in fingerprints:
+                fingerprints[path] = data_fingerprint(path)
+            value = f"<data {fingerprints[path]}>"
+        profile[name] = value
+    parts = {
+        "method": m.name,
+        "configs": texts,
+        "profile": profile,
+        "profile_sections": sections,
+        "overrides": other,
+    }
+    return parts, code_digest(_class_paths(list(texts.values())))
 
 
 def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list[PlannedRun]:
@@ -228,14 +271,10 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
     every seed's runs read that run.
     """
     order = upstream_closure(list(methods))
-    configs = {name: _config_texts(setting, method(name)) for name in order}
-    overrides = {
-        name: [*setting.overrides, *method(name).overrides, *setting.overrides_of(name)]
-        for name in order
-    }
-    source_inputs = {
-        name: _source_inputs(setting, method(name), configs[name], overrides[name])
-        for name in order
+    overrides = {name: setting.overrides_of(method(name)) for name in order}
+    fingerprints: dict[Path, str] = {}
+    identity = {
+        name: _identity(setting, method(name), overrides[name], fingerprints) for name in order
     }
     runs: dict[tuple[str, int], PlannedRun] = {}
     for seed in seeds:
@@ -255,44 +294,37 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
             directory = root / m.name
             common = [
                 "--config", str(setting.profile),
-                "--config", str(setting.stage_config(m)),
+                *(a for path in m.configs for a in ("--config", str(path))),
                 *setting.data_arguments(m),
                 f"--profile.run_root={root}",
                 f"--profile.seed={seed}",
                 *overrides[name],
                 *inputs,
                 f"--trainer.default_root_dir={directory}",
-                # inert unless --wandb.enabled=true: one W&B group per table, runs by stage/seed
+                # inert unless --wandb.enabled=true: one W&B group per table, runs by method/seed
                 f"--wandb.name={m.name}-seed{seed}",
                 f"--wandb.group={root.parent.name}",
-                f"--wandb.job_type={m.stage}",
+                f"--wandb.job_type={m.name}",
                 f"--wandb.tags=[seed{seed},{m.name}]",
             ]  # fmt: skip
-            parts: dict[str, object] = {
-                "method": m.name, "stage": m.stage, "seed": seed,
-                "configs": configs[name],
-                "overrides": overrides[name],
-                "upstream": [run.run_id for run in upstream],
-            }  # fmt: skip
-            if setting.dataset != STAGE_DATASET and not setting.data_arguments(m):
-                # such runs once read the other data set's data.yaml: a new id, not a reuse
-                parts["data"] = "own"
-            run_id = _digest(parts)
-            share_key = None
-            source = source_inputs[name]
-            if source is not None and all(run.share_key for run in upstream):
-                # the same hash, less what only the target data reads
-                share_key = _digest({**parts, **source, "data": "source",
-                                     "upstream": [run.share_key for run in upstream]})  # fmt: skip
+            parts, code = identity[name]
+            config_id = digest(
+                {**parts, "seed": seed, "upstream": [run.config_id for run in upstream]}
+            )
+            run_id = digest(
+                {"config": config_id, "code": code, "upstream": [r.run_id for r in upstream]}
+            )
             runs[(name, seed)] = PlannedRun(
                 method=m,
                 seed=seed,
                 setting=setting,
                 directory=directory,
                 run_id=run_id,
+                config_id=config_id,
+                code=code,
                 upstream=upstream,
                 fit_args=tuple(common),
                 test_args=(*common, f"--ckpt_path={directory / CHECKPOINT}"),
-                share_key=share_key,
+                shared=m.reads != "target" and all(run.shared for run in upstream),
             )
     return list({run.key: run for run in runs.values()}.values())

@@ -22,7 +22,7 @@ from cloudxfer.sim import generate_source, generate_target
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 SMOKE = EXPERIMENTS / "profiles" / "smoke.yaml"
-STAGE_CONFIG = EXPERIMENTS / "sen12ms_cloud"
+DATASET = EXPERIMENTS / "data" / "sen12ms_cloud.yaml"
 CLASSES = [
     "Barren",
     "Dense Forests",
@@ -92,11 +92,13 @@ def cycit_translator(chain_run: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def _stage_args(out: Path, stage: str) -> list[str]:
+    """A method's fit arguments as the runner composes them: profile, method, data, card."""
+    m = METHODS[stage]
     return [
         "--config",
         str(SMOKE),
-        "--config",
-        str(STAGE_CONFIG / f"{stage}.yaml"),
+        *(arg for path in m.configs for arg in ("--config", str(path))),
+        *([f"--data={DATASET}", *m.data_arguments] if m.reads == "target" else []),
         f"--profile.run_root={out / 'runs'}",
         f"--profile.data_root={out / 'data' / 'target'}",
         f"--profile.source_root={out / 'data' / 'source'}",
@@ -419,8 +421,8 @@ def test_report_prints_metrics_and_diagnostics(
 def test_f2_ablation_rows_fit_and_test_through_the_cli(
     chain_run: Path, tmp_path: Path, row: str, setting: dict[str, str]
 ) -> None:
-    # the runner's command for the row: F2's config with the row's one setting changed
-    args = [*_stage_args(chain_run, "target"), *METHODS[row].overrides]
+    # the runner's command for the row: F2's config, then the row's own YAML changing one setting
+    args = _stage_args(chain_run, row)
     cloudxfer("fit", *args, f"--trainer.default_root_dir={tmp_path}")
     ckpt = tmp_path / "checkpoints" / "best.ckpt"
     hparams = torch.load(ckpt, weights_only=False)["hyper_parameters"]

@@ -3,23 +3,49 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cloudxfer.cli import COMMANDS, EXTRA_COMMANDS, main, progress_bar
+from cloudxfer.cli import COMMANDS, LIGHTNING, main
+from cloudxfer.lightning_cli import progress_bar
 
 
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    names = ["fit", "validate", "test", "predict", *EXTRA_COMMANDS]
-    assert set(names) == set(COMMANDS)  # no command without a help line, nor the reverse
+    names = list(COMMANDS)
+    assert {"fit", "validate", "test", "predict"} <= set(names)
     for name in names:
         (line,) = [line for line in out.splitlines() if line.strip().startswith(name + " ")]
         assert len(line.split(maxsplit=1)[1]) > 10  # a one-line summary follows the name
     assert main([]) == 2 and "usage: cloudxfer COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "name", [name for name, command in COMMANDS.items() if command.entry != LIGHTNING]
+)
+def test_help_of_a_command_that_does_not_train_imports_no_lightning(name: str) -> None:
+    # `cloudxfer --help` and each non-Lightning command's help stay light: Lightning (seconds
+    # to import on 2 cores) is imported only where a command runs it
+    code = (
+        "import sys\n"
+        "from cloudxfer.cli import main\n"
+        f"try:\n    main([{name!r}, '--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "main(['--help'])\n"
+        "print('LOADED' if {'lightning', 'torch'} & set(sys.modules) else 'LIGHT')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == ("LOADED" if name == "map" else "LIGHT")
+
+
+def test_an_unknown_command_is_one_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nope"]) == 2
+    assert "unknown command 'nope'" in capsys.readouterr().err
 
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -51,7 +77,8 @@ def test_a_hostile_config_is_one_error_naming_its_key_and_touches_no_folder(
     args = [
         "fit",
         *("--config", str(EXPERIMENTS / "profiles" / "smoke.yaml")),
-        *("--config", str(EXPERIMENTS / "sen12ms_cloud" / "aux_sar.yaml")),
+        *("--config", str(EXPERIMENTS / "methods" / "aux_sar.yaml")),
+        f"--data={EXPERIMENTS / 'data' / 'sen12ms_cloud.yaml'}",
         *("--config", str(hostile)),
         f"--profile.run_root={tmp_path / 'runs'}",
         f"--profile.data_root={tmp_path / 'data'}",

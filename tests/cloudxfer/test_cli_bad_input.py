@@ -233,7 +233,8 @@ def _fit_args(tmp: Path, root: Path, *extra: str) -> list[str]:
     return [
         "fit",
         *("--config", str(EXPERIMENTS / "profiles" / "smoke.yaml")),
-        *("--config", str(EXPERIMENTS / "sen12ms_cloud" / "sl.yaml")),
+        *("--config", str(EXPERIMENTS / "methods" / "sl.yaml")),
+        f"--data={EXPERIMENTS / 'data' / 'sen12ms_cloud.yaml'}",
         f"--profile.data_root={root}",
         f"--profile.run_root={tmp / 'runs'}",
         f"--profile.store_dir={tmp / 'store'}",

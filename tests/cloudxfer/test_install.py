@@ -37,4 +37,4 @@ def test_a_wheel_install_finds_its_configs(tmp_path: Path) -> None:
         [*run, "--print-commands"], env=env, cwd=tmp_path, capture_output=True, text=True
     )
     assert listed.returncode == 0, listed.stderr
-    assert f"{site}/cloudxfer/experiments/sen12ms_cloud/target.yaml" in listed.stdout
+    assert f"{site}/cloudxfer/experiments/methods/target.yaml" in listed.stdout

@@ -49,8 +49,8 @@ def test_upstream_closure_rejects_unknown_and_cycles(monkeypatch: pytest.MonkeyP
     with pytest.raises(KeyError, match="unknown method 'nope'"):
         upstream_closure(["nope"])
     loop = {
-        "a": Method("a", "x.yaml", "s", needs=(("model.init_args.teacher", "b"),)),
-        "b": Method("b", "x.yaml", "s", needs=(("model.init_args.teacher", "a"),)),
+        "a": Method("a", (Path("a.yaml"),), needs=(("model.init_args.teacher", "b"),)),
+        "b": Method("b", (Path("b.yaml"),), needs=(("model.init_args.teacher", "a"),)),
     }
     monkeypatch.setattr("cloudxfer.runner.methods.METHODS", loop)
     with pytest.raises(ValueError, match="cycle"):
@@ -73,7 +73,9 @@ def test_plan_shares_upstream_runs_per_seed_and_ids_are_stable(tmp_path: Path) -
     assert by_key[("source_finetune", 1)].run_id != by_key[("source_finetune", 0)].run_id
     assert target.run_id != noirm.run_id and target.run_id != by_key[("target", 1)].run_id
     assert f"--model.init_args.teacher_opt={by_key[('aux_opt', 0)].checkpoint}" in target.fit_args
-    assert "--model.init_args.irm=none" in noirm.fit_args
+    # an ablation: its base method's YAML, then its own
+    configs = [noirm.fit_args[i + 1] for i, a in enumerate(noirm.fit_args) if a == "--config"]
+    assert [Path(c).name for c in configs[1:]] == ["target.yaml", "target_noirm.yaml"]
     # an override changes every id downstream of it, a seed only its own runs
     other = {r.key: r for r in plan(["target"], [0], _setting(tmp_path, "--trainer.x=1"))}
     assert all(other[k].run_id != by_key[k].run_id for k in other)
@@ -319,7 +321,7 @@ def test_print_commands_lists_fit_and_test_in_dependency_order(
     assert not (tmp_path / "seed0").exists()  # nothing ran
 
 
-def test_another_data_set_reuses_the_stage_configs_with_its_own_data_config(
+def test_another_data_set_reuses_the_method_configs_with_its_own_data_file(
     tmp_path: Path,
 ) -> None:
     hunan = Setting(
@@ -329,13 +331,15 @@ def test_another_data_set_reuses_the_stage_configs_with_its_own_data_config(
     )
     (run,) = plan(["sl"], [0], hunan)
     args = list(run.fit_args)
-    stage = args.index("--config", args.index("--config") + 1) + 1
-    assert args[stage].endswith("experiments/sen12ms_cloud/sl.yaml")
-    assert args[stage + 1].endswith("=" + str(hunan.data_config()))  # --data after the stage
-    assert args[stage + 1].startswith("--data=")
+    method_config = args.index("--config", args.index("--config") + 1) + 1
+    assert args[method_config].endswith("experiments/methods/sl.yaml")
+    # the data-set file after the method's config
+    assert args[method_config + 1] == f"--data={hunan.dataset}"
+    assert hunan.dataset.name == "cloudy_pairs.yaml"
     (same,) = plan(["sl"], [0], _setting(tmp_path))
-    assert not any(a.startswith("--data=") for a in same.fit_args)
-    assert same.run_id != run.run_id  # its data config is part of the id
+    assert f"--data={same.setting.dataset}" in same.fit_args
+    assert same.setting.dataset.name == "sen12ms_cloud.yaml"
+    assert same.run_id != run.run_id  # its data-set file is part of the id
 
 
 def test_a_table_refuses_another_data_set_or_source_role(tmp_path: Path) -> None:
@@ -420,19 +424,38 @@ def test_source_domain_runs_share_a_key_across_target_data(tmp_path: Path) -> No
                         "--profile.cloudy_share=0.1", "--profile.cloud_masks=/masks"),
     ):  # fmt: skip
         assert keys(other) == table1
-    # what the source runs do read changes them: source data, trainer, profile, seed
+    # what the source runs do read changes them: source data (by content), trainer, profile,
+    # seed
+    for name, content in (("nwpu", b"a"), ("aid", b"bb")):
+        (tmp_path / name / "class").mkdir(parents=True)
+        (tmp_path / name / "class" / "x.jpg").write_bytes(content)
+    nwpu = keys(_shared_setting(tmp_path, "x", "sen12ms_cloud",
+                                f"--profile.source_root={tmp_path / 'nwpu'}"))  # fmt: skip
+    assert nwpu["source_pretrain"] != table1["source_pretrain"]  # data, not its absence
     for changed in (
-        keys(_shared_setting(tmp_path, "x", "sen12ms_cloud", "--profile.source_root=/aid")),
+        keys(
+            _shared_setting(
+                tmp_path, "x", "sen12ms_cloud", f"--profile.source_root={tmp_path / 'aid'}"
+            )
+        ),  # fmt: skip
         keys(_shared_setting(tmp_path, "x", "sen12ms_cloud", "--trainer.max_epochs=3")),
-        keys(_shared_setting(tmp_path, "x", "sen12ms_cloud", "--profile.lr=0.1")),
+        keys(_shared_setting(tmp_path, "x", "sen12ms_cloud", "--profile.batch_size=3")),
         keys(_shared_setting(tmp_path, "x", "sen12ms_cloud"), seed=1),
     ):
-        assert changed["source_pretrain"] != table1["source_pretrain"]
+        assert changed["source_pretrain"] not in (
+            table1["source_pretrain"],
+            nwpu["source_pretrain"],
+        )
         assert changed["spl_pretrain"] != table1["spl_pretrain"]
-    # the run ids stay per table: the folders are each table's own
+    # a profile field a run does not read leaves its id: SPL's restorer has its own lr
+    lr = keys(_shared_setting(tmp_path, "x", "sen12ms_cloud", "--profile.lr=0.1"))
+    assert lr["spl_pretrain"] == table1["spl_pretrain"]
+    assert lr["source_pretrain"] != table1["source_pretrain"]
+    # a source run's id is its share key; a run reading target data differs per data set
     t1 = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t1", "sen12ms_cloud"))
     t3 = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t3", "cloudy_pairs"))
-    assert t1[0].run_id != t3[0].run_id and t1[0].share_key == t3[0].share_key
+    assert t1[0].run_id == t3[0].run_id == t1[0].share_key == t3[0].share_key
+    assert t1[1].run_id != t3[1].run_id and t1[1].share_key is None
 
 
 def test_a_finished_source_run_is_copied_from_the_share_folder(
