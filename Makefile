@@ -24,7 +24,7 @@ SHARED = $(STORE)/shared
 TABLE_SIZES = $(if $(SMOKE),--pairs 300 --per-class 8,--pairs 3000 --per-class 700)
 # MASKS=DIR pastes a folder of real cloud masks instead of simulated ones (SEN12MS tables).
 MASKS ?=
-PASTE = $(if $(MASKS),--profile.cloud_masks=$(abspath $(MASKS)))
+PASTE = $(if $(MASKS),--data.init_args.clouds.masks_dir=$(abspath $(MASKS)))
 # Fig. 9: percent of all tiles (train and test) clouded, one chain per level (smoke: two).
 LEVELS ?= $(if $(SMOKE),50 100,10 20 30 40 50 60 70 80 90 100)
 # ARGS: extra options for every `cloudxfer run` of the tables and figures, for example
@@ -36,7 +36,7 @@ FIRST_SEED = $(firstword $(subst $(comma), ,$(SEEDS)))
 publish = mkdir -p $(RESULTS)/$(1) && cp $(STORE)/$(1)/table.csv $(STORE)/$(1)/table.md \
 	$(RESULTS)/$(1)/ && echo "copied to $(RESULTS)/$(1)/table.md and table.csv"
 
-.PHONY: install test test-fast lint demo bench clean table1 table2 table3 table4 fig7 fig8 fig9
+.PHONY: install test test-fast lint docs demo bench clean table1 table2 table3 table4 fig7 fig8 fig9
 
 install:  ## create .venv and install cloudxfer with the dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ lint:  ## ruff + mypy
 	$(BIN)/ruff check cloudxfer datamodules tests benchmarks
 	$(BIN)/ruff format --check cloudxfer datamodules tests benchmarks
 	$(BIN)/mypy cloudxfer datamodules
+
+docs:  ## the documentation site in build/site (warnings are errors), the tutorial run in build/tutorial
+	rm -rf build/tutorial
+	CLOUDXFER_DOCS_EXECUTE=true CLOUDXFER_TUTORIAL_OUT=$(CURDIR)/build/tutorial NO_MKDOCS_2_WARNING=1 \
+		$(BIN)/mkdocs build --strict
 
 demo:  ## simulate the default data, run the whole chain, print the OA/AA/Kappa table
 	$(BIN)/cloudxfer chain --profile $(PROFILE) --out $(OUT) --synth
@@ -99,7 +104,7 @@ fig9:  ## Fig. 9: F2 with and without IRM against the share of clouded tiles (LE
 			--seeds $(subst $(comma), ,$(SEEDS)) --out $(STORE)/fig9/cloud$$L \
 			--share-dir $(SHARED) --synth --seed $(SIM_SEED) $(TABLE_SIZES) --data-root $(SIM_DATA)/target \
 			--source-root $(SIM_DATA)/source $(PASTE) \
-			--profile.cloudy_share=$$(awk "BEGIN { print $$L / 100 }") $(ARGS) || exit 1; \
+			--data.init_args.clouds.cloudy_share=$$(awk "BEGIN { print $$L / 100 }") $(ARGS) || exit 1; \
 	done
 	$(BIN)/cloudxfer plot cloud-sweep $(STORE)/fig9 --out $(RESULTS)/fig9.png
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import lightning.pytorch as pl
 import torch
@@ -34,7 +34,7 @@ from cloudxfer.callbacks import (
 )
 from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metadata
 from cloudxfer.loggers import ResumableCSVLogger, rows_before
-from cloudxfer.profile import MethodCard, Profile, WandbOptions
+from cloudxfer.profile import MethodCard, Profile, WandbOptions, apply_profile
 from cloudxfer.runtime import configure_matmul_precision, configure_threads
 from datamodules.errors import DataError
 
@@ -52,26 +52,14 @@ class CloudxferCLI(LightningCLI):
         """Profile variables, W&B switch, forced callbacks and links from data to model."""
         parser.add_class_arguments(Profile, "profile")
         parser.add_class_arguments(WandbOptions, "wandb")
-        # a method YAML's card: read by the runner (cloudxfer.runner.methods), inert here
+        # a method YAML's card: its data settings and profile fields (apply_profile), its
+        # upstream runs and table row (the runner: cloudxfer.runner.methods)
         parser.add_class_arguments(MethodCard, "method")
-        parser.add_argument(
-            "--train_subset",
-            type=Literal["labelled", "unlabelled", "train"],
-            default="unlabelled",
-            help="part of the target train split a stage trains on (data configs interpolate it)",
-        )
         parser.add_argument(
             "--overwrite",
             type=bool,
             default=False,
             help="fit into a run folder that already holds checkpoints, deleting them first",
-        )
-        parser.add_argument(
-            "--labelled_stream",
-            type=bool,
-            default=False,
-            help="pair every train batch with a batch of labelled tiles (data configs "
-            "interpolate it; DSAN)",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # This checkpoint callback refreshes last.ckpt at every validation (every epoch; add
@@ -103,6 +91,27 @@ class CloudxferCLI(LightningCLI):
             return True
         return accelerator == "auto" and torch.cuda.is_available()
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then give the method its profile's settings and its card's data settings.
+
+        ``--print_config`` prints the configuration with them (jsonargparse would print it
+        before they are applied, so it is taken out of the arguments and done here).
+        """
+        argv = list(sys.argv[1:] if args is None else args)
+        printing = [a for a in argv if a.split("=")[0] == "--print_config"]
+        # LightningCLI's own parse_arguments, less its warning when both args and sys.argv are
+        # set (here args are sys.argv less the flag)
+        self.config = parser.parse_args([a for a in argv if a not in printing])
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else self.config
+        try:
+            apply_profile(config, self._method_name(config))
+        except ValueError as err:
+            parser.error(str(err))
+        if printing:
+            print(parser.dump(self.config, skip_check=True), end="")
+            raise SystemExit(0)
+
     def before_instantiate_classes(self) -> None:
         """Fix the compute threads (profile ``threads``) before any model or loader exists."""
         config = self.config.get(str(self.subcommand)) if self.subcommand else self.config
@@ -114,6 +123,13 @@ class CloudxferCLI(LightningCLI):
             self._check_writable(self._log_dir())
         if self.subcommand == "fit" and config is not None:
             self._earlier_checkpoints(config)
+
+    @staticmethod
+    def _method_name(config: Any) -> str | None:
+        """Return the method a command runs: the last config file read from a ``methods`` folder."""
+        paths = [Path(str(p)) for p in (config.get("config") or [])]
+        names = [p.stem for p in paths if p.parent.name == "methods"]
+        return names[-1] if names else None
 
     @staticmethod
     def _check_writable(folder: Path) -> None:

@@ -53,9 +53,9 @@ class CloudyPairsDataModule(PairedDataModule):
 
     def __init__(
         self,
-        root: str,
-        classes: list[str],
-        standardisation: Standardisation,
+        root: str | None = None,
+        classes: list[str] | None = None,
+        standardisation: Standardisation | None = None,
         opt_bands: list[int] | None = None,
         **kwargs: Any,
     ) -> None:

@@ -246,16 +246,16 @@ class PairedDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        root: str,
-        classes: list[str],
-        standardisation: Standardisation,
+        root: str | None = None,
+        classes: list[str] | None = None,
+        standardisation: Standardisation | None = None,
         labels_file: str = "labels.csv",
         tile_size: int = 64,
         tiling: Tiling = "center",
         test_fraction: float = DEFAULT_TEST_FRACTION,
         val_fraction: float = DEFAULT_VAL_FRACTION,
         labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
-        split_seed: int = 0,
+        split_seed: int | None = None,
         test_seed: int | None = None,
         split_file: str | None = None,
         train_subset: TrainSubset = "unlabelled",
@@ -265,13 +265,21 @@ class PairedDataModule(L.LightningDataModule):
         predict_subset: SubsetName = "test",
         sar_nan: SarNanPolicy = "fill",
         cache: bool = True,
-        store: bool = True,
+        store: bool | None = None,
         store_dir: str | None = None,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
+        # None: not given (the training command fills these from the profile and the method's
+        # card); a datamodule built in Python gets the usual defaults
+        root = _required("root", root)
+        split_seed = 0 if split_seed is None else split_seed
+        store = True if store is None else store
+        batch_size = 32 if batch_size is None else batch_size
+        num_workers = 0 if num_workers is None else num_workers
+        pin_memory = bool(pin_memory)
         if not classes:
             raise ValueError("classes must name at least one class")
         if len(set(classes)) != len(classes):
@@ -646,6 +654,15 @@ class PairedDataModule(L.LightningDataModule):
                     "labels file",
                 )
         return rows
+
+
+def _required(name: str, value: str | None) -> str:
+    """Return a required path argument, or say which option gives it."""
+    if value is None:
+        raise ValueError(
+            f"the data {name} is not set: give --data.init_args.{name} (or --profile.data_root)"
+        )
+    return value
 
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:

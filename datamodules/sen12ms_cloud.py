@@ -168,9 +168,9 @@ class Sen12msCloudDataModule(PairedDataModule):
 
     def __init__(
         self,
-        root: str,
-        classes: list[str],
-        standardisation: Standardisation,
+        root: str | None = None,
+        classes: list[str] | None = None,
+        standardisation: Standardisation | None = None,
         seasons: list[str] | None = None,
         clouds: CloudConfig = DEFAULT_CLOUDS,
         **kwargs: Any,

@@ -189,23 +189,37 @@ class SourceScenesDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        root: str,
-        mean: list[float],
-        std: list[float],
+        root: str | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
         image_size: int = DEFAULT_IMAGE_SIZE,
         val_fraction: float = 0.2,
-        split_seed: int = 0,
+        split_seed: int | None = None,
         classes: list[str] | None = None,
         augment: bool = True,
         clouds: CloudConfig | None = None,
         check_images: bool = True,
-        store: bool = True,
+        store: bool | None = None,
         store_dir: str | None = None,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
+        # None: not given (the training command fills these from the profile); a datamodule
+        # built in Python gets the usual defaults
+        if root is None:
+            raise ValueError(
+                "the source data root is not set: give --data.init_args.root "
+                "(or --profile.source_root)"
+            )
+        if mean is None or std is None:
+            raise ValueError("mean and std are required (the source set's standardisation)")
+        split_seed = 0 if split_seed is None else split_seed
+        store = True if store is None else store
+        batch_size = 32 if batch_size is None else batch_size
+        num_workers = 0 if num_workers is None else num_workers
+        pin_memory = bool(pin_memory)
         if len(mean) != NUM_CHANNELS or len(std) != NUM_CHANNELS or min(std) <= 0:
             raise ValueError(f"mean and std need 3 values each, std > 0: {mean}, {std}")
         if not 0.0 <= val_fraction < 1.0:

@@ -227,6 +227,29 @@ def convergence_section(runs: Sequence[PlannedRun], with_seed: bool = True) -> s
     return "\n".join(lines)
 
 
+def submit_jobs(runs: Sequence[PlannedRun], args: argparse.Namespace, out: Path) -> bool | None:
+    """Submit the plan's pending runs as jobs; True once local jobs ended, None on SLURM."""
+    from cloudxfer.runner.cluster import ClusterOptions, submit
+
+    options = ClusterOptions(
+        kind="slurm" if args.executor == "slurm" else "local",
+        folder=args.slurm_folder or out / "jobs",
+        partition=args.slurm_partition,
+        account=args.slurm_account,
+        time_min=args.slurm_time,
+        gpus=args.slurm_gpus,
+        cpus=args.slurm_cpus,
+    )
+    jobs = submit(runs, options, keep_last=args.keep_last)
+    if options.kind == "slurm":
+        print(f"submitted {len(jobs)} jobs (logs under {options.folder}); when they are done, "
+              "run the same command without --executor to write the table")  # fmt: skip
+        return None
+    for job in jobs.values():
+        job.result()  # raises if a job failed
+    return True
+
+
 def print_commands(runs: Sequence[PlannedRun]) -> None:
     """Write every command in dependency order (fit, then test for scored runs)."""
     for run in runs:
@@ -253,6 +276,23 @@ def main(argv: list[str] | None = None) -> int:
         help="run every registered row of a paper table and write it in the paper's order",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    cluster = parser.add_argument_group("cluster (submitit; docs/cluster.md)")
+    cluster.add_argument(
+        "--executor",
+        choices=("here", "slurm", "submitit-local"),
+        default="here",
+        help="here: run in this process (--jobs side by side); slurm: submit one job a run "
+        "with afterok dependencies and stop (run the same command without --executor when they "
+        "are done to write the table); submitit-local: submitit's local processes, then the table",
+    )
+    cluster.add_argument("--slurm-partition", default=None, help="SLURM partition")
+    cluster.add_argument("--slurm-account", default=None, help="SLURM account")
+    cluster.add_argument("--slurm-time", type=int, default=240, help="minutes per job")
+    cluster.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job")
+    cluster.add_argument("--slurm-cpus", type=int, default=None, help="CPUs per job")
+    cluster.add_argument(
+        "--slurm-folder", type=Path, default=None, help="job scripts and logs (OUT/jobs)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     add_setting_arguments(parser)
     parser.add_argument(
@@ -285,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         print_commands(runs)
         return 0
     start = time.perf_counter()
+    if args.executor != "here":
+        try:
+            if submit_jobs(runs, args, out) is None:
+                return 0  # submitted to a scheduler: the table comes from a later invocation
+        except Exception as err:  # noqa: BLE001 - a failed job (submitit raises its own types)
+            print(f"cloudxfer run: error: {err}", file=sys.stderr)
+            return 1
     rows = execute_and_collect(runs, args.jobs, "cloudxfer run", args.keep_last, args.reuse_stale)
     if rows is None:
         return 1
@@ -315,4 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     write_timing_csv(out / "timing.csv", wall, len(runs), provenance)  # apart from the scores
     print(f"\nwrote {out / 'table.md'}, {out / 'table.csv'} and {out / 'timing.csv'}")
     print(f"Wall time: {wall:.0f} s")
+    from cloudxfer.reporting.wandb_table import log_table_if_enabled  # with --wandb.enabled=true
+
+    log_table_if_enabled([*args.overrides, *unknown], out / "table.csv", provenance, out.name)
     return 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,8 @@ class Method:
     group: str = ""
     per_seed: bool = True
     reads: str = "target"
-    data_args: tuple[tuple[str, Any], ...] = ()
+    card: MethodCard = field(default_factory=MethodCard)
+    """Its card, over the card of the method it extends."""
 
     @property
     def tested(self) -> bool:
@@ -77,14 +78,21 @@ class Method:
         """The stage name its checkpoints carry (from its class; checked before reuse)."""
         return _stage_of(self.configs)
 
-    @property
-    def data_arguments(self) -> list[str]:
-        """``--data.init_args.<key>=<value>`` for the method's own data arguments."""
-        return [f"--data.init_args.{key}={_cli_value(value)}" for key, value in self.data_args]
+    def merged_config(self) -> dict[str, Any]:
+        """Return its YAML files merged (base first): what its configs set themselves."""
+        merged: dict[str, Any] = {}
+        for path in self.configs:
+            _merge(merged, _read_yaml(path))
+        return merged
 
 
-def _cli_value(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    """Merge ``other`` into ``into`` key by key (mappings recursively), as configs layer."""
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -120,32 +128,32 @@ def load_method(path: Path, registry: Mapping[str, Method] | None = None) -> Met
 
     ``registry`` resolves ``extends``: the base method must be registered first.
     """
-    card_fields = _read_yaml(path).get("method")
-    if not isinstance(card_fields, dict):
+    own = _read_yaml(path).get("method")
+    if not isinstance(own, dict):
         raise ValueError(f"{path}: no `method:` block (the method's card)")
+    configs: tuple[Path, ...] = (path,)
+    fields = dict(own)
+    extends = own.get("extends")
+    if extends:
+        base = (registry or {}).get(extends)
+        if base is None:
+            raise ValueError(f"{path}: extends {extends!r}, which is not registered")
+        configs = (*base.configs, path)
+        fields = {**vars(base.card), **own}  # as its configs layer: its own card over the base's
     try:
-        card = MethodCard(**card_fields)
+        card = MethodCard(**fields)
     except TypeError as err:
         raise ValueError(f"{path}: bad `method:` block ({err})") from None
-    configs: tuple[Path, ...] = (path,)
-    base: Method | None = None
-    if card.extends:
-        base = (registry or {}).get(card.extends)
-        if base is None:
-            raise ValueError(f"{path}: extends {card.extends!r}, which is not registered")
-        configs = (*base.configs, path)
-    needs = tuple(card.needs.items()) or (base.needs if base else ())
-    data_args = tuple(card.data_args.items()) or (base.data_args if base else ())
     return Method(
         name=path.stem,
         configs=configs,
-        needs=needs,
+        needs=tuple(card.needs.items()),
         label=card.label,
         row=card.row or card.label,
         group=card.group,
         per_seed=card.per_seed,
         reads=card.reads,
-        data_args=data_args,
+        card=card,
     )
 
 

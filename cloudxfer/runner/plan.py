@@ -17,7 +17,6 @@ copies a finished one instead of training it again.
 
 from __future__ import annotations
 
-import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from cloudxfer.profile import Profile
+from cloudxfer.profile import COMMAND_FIELDS, Profile, profile_targets
 from cloudxfer.runner.identity import code_digest, data_fingerprint, digest
 from cloudxfer.runner.methods import EXPERIMENTS, Method, method, upstream_closure
 
@@ -51,12 +50,8 @@ RECORD_FILENAME = "run.json"
 """What the runner records in each run folder (ids, method, seed, setting, commands)."""
 METRICS = Path("test") / "metrics.json"
 """The test scores ``cloudxfer test`` writes in a run folder."""
-PROFILE_FIELD = re.compile(r"profile\.(\w+)")
-"""A profile field a config interpolates (``${profile.lr}``, ``${...profile.data_root}``)."""
-PATH_FIELDS = ("data_root", "source_root", "cloud_masks")
+PATH_FIELDS = ("data_root", "source_root")
 """Profile fields naming data on disk: they enter an id by the data's content."""
-CLI_FIELDS = ("threads", "num_workers", "matmul_precision", "patience")
-"""Profile fields the training command reads itself (``cloudxfer.lightning_cli``), not a config."""
 LOCATION_FIELDS = ("run_root", "store_dir")
 """Profile fields saying only where files go: never part of an id."""
 
@@ -99,10 +94,11 @@ class Setting:
         return [*shared, *(arg for name, arg in self.stage_overrides if name == m.name)]
 
     def data_arguments(self, m: Method) -> list[str]:
-        """``--data=<data-set file>`` and the method's own data arguments (target data only)."""
-        if m.reads != "target":
-            return []
-        return [f"--data={self.dataset}", *m.data_arguments]
+        """Return ``--data=<data-set file>`` for a method that reads the target data.
+
+        Its card's data settings are applied by the training command.
+        """
+        return [f"--data={self.dataset}"] if m.reads == "target" else []
 
 
 @dataclass(frozen=True)
@@ -224,18 +220,45 @@ def _class_paths(texts: Sequence[str]) -> list[str]:
     return found
 
 
+def _fields_read(setting: Setting, m: Method) -> set[str]:
+    """Return the profile fields a run of ``m`` reads.
+
+    Each argument the profile gives it (:func:`~cloudxfer.profile.profile_targets`) that its
+    own configs leave unset, and the fields the training command reads itself.
+    """
+    merged = m.merged_config()
+    if m.reads == "target":
+        data = yaml.safe_load(_text(setting.dataset)) or {}
+        merged["data"] = {"init_args": {**(data.get("init_args") or {}), **m.card.data_args}}
+    read = set(COMMAND_FIELDS)
+    for key, name in profile_targets(m.card).items():
+        node: Any = merged
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            read.add(name)
+    return read - set(LOCATION_FIELDS)
+
+
+def _fingerprint(value: Any, fingerprints: dict[Path, str]) -> str:
+    """Return a data path as its content's fingerprint (memoised within one plan)."""
+    path = Path(str(value)).resolve()
+    if path not in fingerprints:
+        fingerprints[path] = data_fingerprint(path)
+    return f"<data {fingerprints[path]}>"
+
+
 def _identity(
     setting: Setting, m: Method, overrides: list[str], fingerprints: dict[Path, str]
 ) -> tuple[dict[str, Any], str]:
-    """Return what enters the run's configuration id (less seed and upstream) and its code digest.
+    """Return what enters the run's configuration id (less seed and upstream), and its code.
 
-    ``fingerprints`` memoises the data folders' fingerprints within one plan.
+    Data paths, in the profile or in an override (``--data.init_args.clouds.masks_dir=DIR``),
+    enter by their content; ``fingerprints`` memoises them within one plan.
     """
     texts = {path.name: _text(path) for path in m.configs}
     if m.reads == "target":
         texts[f"data:{setting.dataset.name}"] = _text(setting.dataset)
-    read = set(PROFILE_FIELD.findall("\n".join(texts.values()))) - set(LOCATION_FIELDS)
-    read |= set(CLI_FIELDS)
     values, sections = _profile_values(setting.profile)
     values = dict(values)
     other: list[str] = []
@@ -243,16 +266,15 @@ def _identity(
         name, _, text = arg.partition("=")
         if name.startswith("--profile."):
             values[name.removeprefix("--profile.")] = yaml.safe_load(text) if text else None
+        elif text.startswith("/") and Path(text).exists():
+            other.append(f"{name}={_fingerprint(text, fingerprints)}")
         else:
             other.append(arg)
     profile: dict[str, Any] = {}
-    for name in sorted(read):
+    for name in sorted(_fields_read(setting, m)):
         value: Any = values.get(name)
         if name in PATH_FIELDS and value is not None:
-            path = Path(str(value)).resolve()
-            if path not in fingerprints:
-                fingerprints[path] = data_fingerprint(path)
-            value = f"<data {fingerprints[path]}>"
+            value = _fingerprint(value, fingerprints)
         profile[name] = value
     parts = {
         "method": m.name,

@@ -20,7 +20,7 @@ from cloudxfer.losses import (
     teacher_targets,
 )
 from cloudxfer.models import SceneClassifier
-from cloudxfer.stages.base import StageModule
+from cloudxfer.stages.base import StageModule, default_backbone
 
 __all__ = ["AuxiliaryDistillation", "MODALITY_INPUTS"]
 
@@ -53,15 +53,16 @@ class AuxiliaryDistillation(StageModule):
 
     def __init__(
         self,
-        teacher: str,
+        teacher: str | None = None,
         modality: Literal["opt", "sar", "opt+sar"] = "opt",
-        backbone: str = "googlenet",
+        backbone: str | None = None,
         targets: TargetKind = "hard",
         temperature: float = 1.0,
         filter_criterion: FilterCriterion = "max_prob",
         filter_threshold: float = 0.5,
         **kwargs: Any,
     ) -> None:
+        backbone = default_backbone(backbone, "target")
         super().__init__(**kwargs)
         self.save_hyperparameters()
         self.model = SceneClassifier(backbone, STUDENT_INPUTS[modality], len(self.class_names))

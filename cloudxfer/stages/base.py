@@ -31,11 +31,25 @@ from cloudxfer.diagnostics import (
 )
 from cloudxfer.metrics import SceneMetrics, write_metrics_json, write_predictions_csv
 from cloudxfer.models import modality_of
+from cloudxfer.profile import Profile
 from cloudxfer.runtime import images_to
 from cloudxfer.teachers import TeacherLogits, compute_teacher_logits, load_or_compute
 from datamodules.runfiles import write_json
 
-__all__ = ["TRAINING_FILENAME", "TRAINING_KEY", "StageModule", "gather_rows"]
+__all__ = ["TRAINING_FILENAME", "TRAINING_KEY", "StageModule", "default_backbone", "gather_rows"]
+
+PAPER = Profile()
+"""The paper's settings: what a stage built without a profile (in Python) falls back to."""
+
+
+def default_backbone(backbone: str | None, network: Literal["source", "target"]) -> str:
+    """Return ``backbone``, or the paper's network of that role where none was given.
+
+    The training command gives every method the profile's network (``cloudxfer.profile``);
+    only a stage built directly in Python meets the fallback.
+    """
+    return backbone if backbone is not None else getattr(PAPER, f"{network}_backbone")
+
 
 Batch = dict[str, Any]
 RANDOM_STATE_KEY = "cloudxfer_random_state"
@@ -66,9 +80,9 @@ class StageModule(pl.LightningModule):
         class_names: output class names (linked from the datamodule by the CLI).
         normalisation: the datamodule's scaling/standardisation constants, saved with the run.
         optimizer: ``sgd`` (paper: momentum 0.9, weight decay 5e-4) or ``adamw``.
-        lr: learning rate (paper: 1e-2).
-        momentum: SGD momentum.
-        weight_decay: weight decay (the paper's "decay factor 5e-4").
+        lr: learning rate (None: the paper's 1e-2; the training command gives the profile's).
+        momentum: SGD momentum (None: the paper's 0.9).
+        weight_decay: weight decay (None: the paper's "decay factor 5e-4").
         scheduler: ``cosine`` annealing over ``max_epochs`` or ``none``.
         cloudy_threshold: a test tile is cloudy when its cloud fraction exceeds this.
         teacher_cache: compute frozen teachers' logits over the training tiles once at fit
@@ -91,14 +105,14 @@ class StageModule(pl.LightningModule):
         class_names: list[str] | None = None,
         normalisation: dict[str, Any] | None = None,
         optimizer: Literal["sgd", "adamw"] = "sgd",
-        lr: float = 1e-2,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
+        lr: float | None = None,
+        momentum: float | None = None,
+        weight_decay: float | None = None,
         scheduler: Literal["none", "cosine"] = "cosine",
         cloudy_threshold: float = 0.0,
         teacher_cache: bool = True,
-        channels_last: bool = False,
-        compile_model: bool = False,
+        channels_last: bool | None = None,
+        compile_model: bool | None = None,
         method: str | None = None,
     ) -> None:
         super().__init__()
@@ -112,9 +126,9 @@ class StageModule(pl.LightningModule):
         # the arguments it was given, so base-class defaults would be missing there.
         self.optim: dict[str, Any] = {
             "optimizer": optimizer,
-            "lr": lr,
-            "momentum": momentum,
-            "weight_decay": weight_decay,
+            "lr": PAPER.lr if lr is None else lr,
+            "momentum": PAPER.momentum if momentum is None else momentum,
+            "weight_decay": PAPER.weight_decay if weight_decay is None else weight_decay,
             "scheduler": scheduler,
         }
         self.normalisation = dict(normalisation or {})
@@ -123,8 +137,8 @@ class StageModule(pl.LightningModule):
         self.test_metrics = SceneMetrics(len(self.class_names), cloudy_threshold)
         self._test_rows: list[dict[str, Any]] = []
         self.teacher_cache = teacher_cache
-        self.channels_last = channels_last
-        self.compile_model = compile_model
+        self.channels_last = bool(channels_last)
+        self.compile_model = bool(compile_model)
         # Frozen teachers stay out of the module tree: they are not trained and not checkpointed.
         self._teachers: dict[str, nn.Module] = {}
         self._teacher_files: dict[str, str] = {}
@@ -188,13 +202,24 @@ class StageModule(pl.LightningModule):
     def add_teacher(
         self,
         name: str,
-        path: str,
+        path: str | None,
         stages: Collection[str],
         modality: str | None = None,
         class_names: Sequence[str] | None = None,
         methods: Collection[str] | None = None,
     ) -> None:
-        """Load a frozen teacher checked against this run's classes (by default) and modality."""
+        """Load a frozen teacher checked against this run's classes (by default) and modality.
+
+        Raises:
+            CheckpointError: no checkpoint was given (``path`` None), or it does not fit.
+
+        """
+        if path is None:
+            raise CheckpointError(
+                f"{type(self).__name__}: the {name} teacher's checkpoint is not set (the "
+                "training command takes it from the method card's `needs` under the profile's "
+                "run_root; give it as a --model.init_args option)"
+            )
         names = self.class_names if class_names is None else class_names
         model, _ = _load_frozen(path, stages, names, modality, methods)
         self._teachers[name] = model.to(self.device)

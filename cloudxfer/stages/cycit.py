@@ -25,7 +25,7 @@ from cloudxfer.image_quality import TranslationQuality, to_reflectance
 from cloudxfer.models import SceneClassifier
 from cloudxfer.models.cyclegan import CycleGAN
 from cloudxfer.reporting.translation import TRANSLATION_EXAMPLES, translation_figure
-from cloudxfer.stages.base import Batch
+from cloudxfer.stages.base import Batch, default_backbone
 from cloudxfer.stages.cyclegan import (
     AVAILABLE_KEY,
     CLEAR_KEY,
@@ -92,7 +92,7 @@ class CycleTranslationAdaptation(CycleGanTraining):
         self,
         translator_from: str | None = None,
         classifier: str | None = None,
-        backbone: str = "resnet50",
+        backbone: str | None = None,
         width: int = 16,
         disc_width: int = 32,
         cycle_weight: float = CYCLE_WEIGHT,
@@ -100,6 +100,7 @@ class CycleTranslationAdaptation(CycleGanTraining):
         examples: int = 6,
         **kwargs: Any,
     ) -> None:
+        backbone = default_backbone(backbone, "source")
         super().__init__(width, disc_width, cycle_weight, paired_weight, **kwargs)
         self.save_hyperparameters()
         classifier_net = SceneClassifier(backbone, ["image_opt"], len(self.class_names))

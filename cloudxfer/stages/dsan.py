@@ -22,7 +22,7 @@ from torch import Tensor
 from cloudxfer.lmmd import lmmd, lmmd_over_ranks, lmmd_ramp
 from cloudxfer.losses import label_loss
 from cloudxfer.models import SceneClassifier
-from cloudxfer.stages.base import Batch
+from cloudxfer.stages.base import Batch, default_backbone
 from cloudxfer.stages.source import SarFromSourceModel
 
 __all__ = ["SubdomainAdaptation"]
@@ -34,7 +34,7 @@ TARGET_INPUT = "image_sar"
 class SubdomainAdaptation(SarFromSourceModel):
     """DSAN: cross-entropy on labelled optical tiles + ramped LMMD to the SAR tiles.
 
-    Trains on the datamodule's paired streams (``labelled_stream: true``): ``labelled``
+    Trains on the datamodule's paired streams (its card's ``streams: [labelled]``): ``labelled``
     (source: optical image and label) and ``target`` (SAR image, no label read). A plain batch
     (the held-out tiles) is split the same way by its ``labelled`` flag.
 
@@ -56,13 +56,14 @@ class SubdomainAdaptation(SarFromSourceModel):
     def __init__(
         self,
         init_from: str | None = None,
-        backbone: str = "resnet50",
+        backbone: str | None = None,
         lmmd_weight: float = 1.0,
         kernel_mul: float = 2.0,
         kernel_num: int = 5,
         sar_label_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
+        backbone = default_backbone(backbone, "source")
         for name, weight in (("lmmd_weight", lmmd_weight), ("sar_label_weight", sar_label_weight)):
             if weight < 0:
                 raise ValueError(f"SubdomainAdaptation: {name} must be >= 0, got {weight}")

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from cloudxfer.losses import TargetKind, distillation_loss, teacher_targets
 from cloudxfer.models import LateFusionClassifier, modality_of
-from cloudxfer.stages.base import StageModule
+from cloudxfer.stages.base import StageModule, default_backbone
 
 __all__ = ["LateFusionDistillation"]
 
@@ -43,13 +43,14 @@ class LateFusionDistillation(StageModule):
 
     def __init__(
         self,
-        teacher: str,
-        backbone: str = "googlenet",
+        teacher: str | None = None,
+        backbone: str | None = None,
         targets: TargetKind = "hard",
         temperature: float = 1.0,
         label_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
+        backbone = default_backbone(backbone, "target")
         super().__init__(**kwargs)
         self.save_hyperparameters()
         self.model = LateFusionClassifier(backbone, FUSION_INPUTS, len(self.class_names))

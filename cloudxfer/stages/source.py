@@ -16,7 +16,7 @@ from cloudxfer.checkpoints import CheckpointError, load_frozen_model
 from cloudxfer.losses import label_loss
 from cloudxfer.models import SceneClassifier
 from cloudxfer.stages.auxiliary import MODALITY_INPUTS
-from cloudxfer.stages.base import StageModule
+from cloudxfer.stages.base import StageModule, default_backbone
 
 __all__ = ["SarFromSourceModel", "SourceClassification", "start_from_f_s"]
 
@@ -65,7 +65,7 @@ class SourceClassification(StageModule):
     def __init__(
         self,
         mode: Literal["pretrain", "finetune"] = "pretrain",
-        backbone: str = "resnet50",
+        backbone: str | None = None,
         weights: str | None = None,
         init_from: str | None = None,
         freeze_encoder: bool = False,
@@ -73,6 +73,7 @@ class SourceClassification(StageModule):
         modality: Literal["opt", "sar"] = "opt",
         **kwargs: Any,
     ) -> None:
+        backbone = default_backbone(backbone, "source")
         super().__init__(**kwargs)
         self.save_hyperparameters()
         self.stage_name = f"source_{mode}"
@@ -131,8 +132,9 @@ class SarFromSourceModel(StageModule):
     """
 
     def __init__(
-        self, init_from: str | None = None, backbone: str = "resnet50", **kwargs: Any
+        self, init_from: str | None = None, backbone: str | None = None, **kwargs: Any
     ) -> None:
+        backbone = default_backbone(backbone, "source")
         super().__init__(**kwargs)
         self.init_from, self.backbone = init_from, backbone
         self.model = SceneClassifier(backbone, [MODALITY_INPUTS["sar"]], len(self.class_names))

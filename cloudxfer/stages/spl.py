@@ -26,7 +26,7 @@ from cloudxfer.image_quality import RestorationQuality
 from cloudxfer.models import SceneClassifier
 from cloudxfer.models.unet import CompactUNet
 from cloudxfer.reporting.restoration import EXAMPLES_FILENAME, restoration_figure
-from cloudxfer.stages.base import Batch, StageModule
+from cloudxfer.stages.base import Batch, StageModule, default_backbone
 from cloudxfer.stages.restoration import RestorationPretrain, restoration_l1
 from cloudxfer.stages.source import start_from_f_s
 
@@ -78,13 +78,14 @@ class SelfPacedRestoration(StageModule):
         self,
         restorer_from: str | None = None,
         classifier: str | None = None,
-        backbone: str = "resnet50",
+        backbone: str | None = None,
         width: int = 16,
         start_share: float = 0.5,
         pace_epochs: int = 5,
         examples: int = 6,
         **kwargs: Any,
     ) -> None:
+        backbone = default_backbone(backbone, "source")
         super().__init__(**kwargs)
         admitted_share(0, start_share, pace_epochs)  # validates the pace
         self.save_hyperparameters()

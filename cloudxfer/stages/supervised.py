@@ -13,7 +13,7 @@ from torch import Tensor
 
 from cloudxfer.losses import label_loss
 from cloudxfer.models import LateFusionClassifier, SceneClassifier, modality_of
-from cloudxfer.stages.base import StageModule
+from cloudxfer.stages.base import StageModule, default_backbone
 
 __all__ = ["SupervisedClassification"]
 
@@ -35,11 +35,12 @@ class SupervisedClassification(StageModule):
     def __init__(
         self,
         inputs: list[str] | None = None,
-        backbone: str = "googlenet",
+        backbone: str | None = None,
         fusion: Literal["early", "late"] = "early",
         label_smoothing: float = 0.0,
         **kwargs: Any,
     ) -> None:
+        backbone = default_backbone(backbone, "target")
         super().__init__(**kwargs)
         self.save_hyperparameters()
         keys = list(inputs or ["image_opt", "image_sar"])

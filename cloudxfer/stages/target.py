@@ -17,7 +17,7 @@ from torch import Tensor
 from cloudxfer.irm import bound_ratios, contribution, modality_weights
 from cloudxfer.losses import TargetKind, distillation_loss, teacher_targets
 from cloudxfer.models import LateFusionClassifier, SceneClassifier, modality_of
-from cloudxfer.stages.base import StageModule
+from cloudxfer.stages.base import StageModule, default_backbone
 
 __all__ = ["TargetDistillation"]
 
@@ -49,10 +49,10 @@ class TargetDistillation(StageModule):
 
     def __init__(
         self,
-        teacher_opt: str,
-        teacher_sar: str,
-        teacher_source: str,
-        backbone: str = "googlenet",
+        teacher_opt: str | None = None,
+        teacher_sar: str | None = None,
+        teacher_source: str | None = None,
+        backbone: str | None = None,
         fusion: Literal["early", "late"] = "early",
         irm: Literal["none", "batch", "sample"] = "batch",
         irm_reference: Literal["self", "source"] = "self",
@@ -61,6 +61,7 @@ class TargetDistillation(StageModule):
         source_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
+        backbone = default_backbone(backbone, "target")
         super().__init__(**kwargs)
         self.save_hyperparameters()
         model_cls = SceneClassifier if fusion == "early" else LateFusionClassifier

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from cloudxfer.losses import label_loss
-from cloudxfer.stages.base import Batch
+from cloudxfer.stages.base import Batch, default_backbone
 from cloudxfer.stages.source import SarFromSourceModel
 
 __all__ = ["TransitiveTransfer", "sar_share"]
@@ -46,11 +46,12 @@ class TransitiveTransfer(SarFromSourceModel):
     def __init__(
         self,
         init_from: str | None = None,
-        backbone: str = "resnet50",
+        backbone: str | None = None,
         bridge_epochs: int = 5,
         label_smoothing: float = 0.0,
         **kwargs: Any,
     ) -> None:
+        backbone = default_backbone(backbone, "source")
         if bridge_epochs < 0:
             raise ValueError(f"bridge_epochs must be >= 0, got {bridge_epochs}")
         super().__init__(init_from=init_from, backbone=backbone, **kwargs)

@@ -16,8 +16,12 @@ import pytest
 import torch
 
 from cloudxfer.checkpoints import CheckpointError, load_frozen_model, read_metadata
-from cloudxfer.runner import METHODS
+from cloudxfer.runner import METHODS, Setting, execute, plan
+from cloudxfer.runner import methods as methods_module
+from cloudxfer.runner.methods import register
+from cloudxfer.runner.plan import profile_path
 from cloudxfer.sim import generate_source, generate_target
+from tests.wandb_files import history, offline_runs, records, run_record
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
@@ -86,7 +90,6 @@ def cycit_translator(chain_run: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("cycit_pretrain")
     cloudxfer(
         "fit", *_stage_args(chain_run, "cycit_pretrain"), f"--trainer.default_root_dir={out}",
-        "--data.init_args.source_stream=${...profile.source_root}",  # as the runner adds it
     )  # fmt: skip
     return out / "checkpoints" / "best.ckpt"
 
@@ -98,7 +101,7 @@ def _stage_args(out: Path, stage: str) -> list[str]:
         "--config",
         str(SMOKE),
         *(arg for path in m.configs for arg in ("--config", str(path))),
-        *([f"--data={DATASET}", *m.data_arguments] if m.reads == "target" else []),
+        *([f"--data={DATASET}"] if m.reads == "target" else []),
         f"--profile.run_root={out / 'runs'}",
         f"--profile.data_root={out / 'data' / 'target'}",
         f"--profile.source_root={out / 'data' / 'source'}",
@@ -225,13 +228,16 @@ def test_testing_a_checkpoint_of_an_early_stopped_fit_is_quiet(
 ) -> None:
     args = _stage_args(chain_run, "aux_sar")
     fit_dir = tmp_path / "fit"
-    # a fit with early stopping (as the quick profile's): its checkpoint carries its state
+    # a fit with early stopping (as the quick profile's): its last.ckpt carries its state
     cloudxfer("fit", *args, "--profile.patience=1", f"--trainer.default_root_dir={fit_dir}")
-    best = fit_dir / "checkpoints" / "best.ckpt"
-    state = torch.load(best, map_location="cpu", weights_only=False)["callbacks"]
+    last = fit_dir / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=False)["callbacks"]
     assert any(key.startswith("EarlyStopping") for key in state)
+    # the result (best.ckpt) is weights and records only: no optimiser or loop state
+    best = torch.load(fit_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert "state_dict" in best and "optimizer_states" not in best
     result = cloudxfer(
-        "test", *args, f"--ckpt_path={best}", f"--trainer.default_root_dir={tmp_path / 'test'}",
+        "test", *args, f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path / 'test'}",
         warnings=True,
     )  # fmt: skip
     assert "test/oa" in result.stdout
@@ -289,23 +295,78 @@ def test_print_config_and_plot_command(chain_run: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_wandb_offline_logger(chain_run: Path, tmp_path: Path) -> None:
+def test_wandb_offline_run_holds_group_job_type_config_and_per_modality_series(
+    chain_run: Path, tmp_path: Path
+) -> None:
+    teachers = {"opt": "aux_opt", "sar": "aux_sar", "source": "source_finetune"}
+    best = {
+        name: chain_run / "runs" / stage / "checkpoints" / "best.ckpt"
+        for name, stage in teachers.items()
+    }
     cloudxfer(
         "fit",
-        *_stage_args(chain_run, "aux_opt"),
+        *_stage_args(chain_run, "target"),
+        *(f"--model.init_args.teacher_{name}={path}" for name, path in best.items()),
         "--wandb.enabled=true",
+        "--wandb.name=target-seed0",
         "--wandb.group=grouptable1",
-        "--wandb.job_type=auxiliary",
-        "--wandb.tags=[seed0,aux_opt]",
-        "--trainer.max_steps=2",
+        "--wandb.job_type=target",
+        "--wandb.tags=[seed0,target]",
+        "--trainer.limit_train_batches=3",  # one smoke epoch of 3 steps, then validation
         "--trainer.limit_val_batches=1",
         f"--trainer.default_root_dir={tmp_path}",
     )
-    (run,) = list((tmp_path / "wandb").glob("offline-run-*"))
-    # the group and the resolved config travel in the offline run's record
-    record = next(run.glob("*.wandb")).read_bytes()
-    assert b"grouptable1" in record and b"filter_threshold" in record
+    (run_dir,) = offline_runs(tmp_path)  # W&B writes under the run folder, offline
+    log = records(run_dir)
+    run = run_record(log)
+    assert run["run_group"] == "grouptable1" and run["job_type"] == "target"
+    assert run["display_name"] == "target-seed0" and run["tags"] == ["seed0", "target"]
+    # the resolved config travels with the run, so runs compare by their settings
+    config = run["config"]["update"]
+    assert config["model"]["class_path"] == "cloudxfer.stages.TargetDistillation"
+    assert config["model"]["init_args"]["irm"] == "batch"
+    assert config["wandb"]["group"] == "grouptable1"
+    # the per-modality series, one value per training step, and the held-out loss
+    for key in ("loss/opt", "loss/sar", "irm/rho_opt", "irm/rho_sar", "irm/s_opt", "irm/s_sar"):
+        values = history(log, key)
+        assert len(values) == 3 and all(math.isfinite(v) for v in values), key
+    assert history(log, "val/loss")  # what sweeps/target.yaml minimises
     assert (tmp_path / "metrics.csv").is_file()  # the CSV logger stays on beside W&B
+
+
+@pytest.mark.slow
+def test_run_logs_its_table_to_wandb_beside_each_runs_group_and_job_type(
+    chain_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tablewb"
+    data = chain_run / "data"
+    cloudxfer(
+        "run", "--methods", "sl", "--profile", "smoke", "--out", str(out),
+        "--data-root", str(data / "target"), "--source-root", str(data / "source"),
+        "--wandb.enabled=true", "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
+    )  # fmt: skip
+    # each run: named by method and seed, grouped by the output folder, job type its method
+    (sl_dir,) = offline_runs(out / "seed0" / "sl")
+    sl = run_record(records(sl_dir))
+    assert (sl["display_name"], sl["run_group"], sl["job_type"]) == ("sl-seed0", "tablewb", "sl")
+    assert sl["tags"] == ["seed0", "sl"]
+    assert sl["config"]["update"]["model"]["init_args"]["method"] == "sl"
+    # the table: one more run of the group, its rows a W&B table, its provenance the config
+    (table_dir,) = offline_runs(out)
+    log = records(table_dir)
+    table_run = run_record(log)
+    assert (table_run["run_group"], table_run["job_type"]) == ("tablewb", "table")
+    assert table_run["config"]["update"]["Seeds"] == "0"
+    assert table_run["config"]["update"]["Command"].startswith("cloudxfer run --methods sl")
+    (media,) = (table_dir / "files" / "media" / "table").glob("*.table.json")
+    logged = json.loads(media.read_text())
+    with (out / "table.csv").open(newline="") as handle:
+        (line,) = list(csv.DictReader(handle))
+    (row,) = logged["data"]
+    cells = dict(zip(logged["columns"], row, strict=True))
+    assert cells["method"] == "sl" and cells["label"] == line["label"]
+    assert cells["OA"] == pytest.approx(float(line["OA"])) and cells["n_seeds"] == 1
+    assert "Command" not in cells  # provenance is the run's config, not a column
 
 
 def test_synth_command_writes_both_layouts(tmp_path: Path) -> None:
@@ -701,3 +762,35 @@ def test_an_unwritable_run_folder_is_one_error_naming_it(chain_run: Path, tmp_pa
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{folder}: cannot write the run folder" in result.stderr
     assert blocker.read_text() == "a regular file where a folder should be"
+
+
+@pytest.mark.slow
+def test_the_documented_example_method_registers_and_runs(
+    chain_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/architecture.md's example: one YAML, registered from a folder, run on smoke
+    text = (REPO / "docs" / "architecture.md").read_text()
+    block = text.split("<!-- example-method: kd_s_t2 -->")[1].split("<!-- /example-method -->")[0]
+    folder = tmp_path / "methods"
+    folder.mkdir()
+    (folder / "kd_s_t2.yaml").write_text(block.split("```yaml\n")[1].split("```")[0])
+    monkeypatch.setattr(methods_module, "METHODS", register(folder, dict(METHODS)))
+    setting = Setting(
+        profile=profile_path("smoke"),
+        dataset="sen12ms_cloud",
+        overrides=(
+            f"--profile.data_root={(chain_run / 'data' / 'target').resolve()}",
+            f"--profile.source_root={(chain_run / 'data' / 'source').resolve()}",
+        ),
+        run_root=lambda seed: chain_run / "runs",
+    )
+    runs = plan(["kd_s_t2"], [0], setting)
+    assert [r.method.name for r in runs] == ["source_pretrain", "source_finetune", "kd_s_t2"]
+    lines: list[str] = []
+    results = execute(runs, log=lines.append)
+    # its upstream runs are the chain's own, reused; the new method trains and is scored
+    assert sum("(reused;" in line for line in lines) == 2
+    metrics = results[("kd_s_t2", 0)]
+    assert metrics is not None and metrics["n"] > 0
+    hparams = torch.load(runs[-1].checkpoint, weights_only=False)["hyper_parameters"]
+    assert hparams["temperature"] == 2.0 and hparams["targets"] == "soft"  # kd_s's, then its own

@@ -177,8 +177,9 @@ def test_spl_runs_read_source_data_for_the_restorer_and_clear_twins_for_the_row(
     for upstream in ("source_pretrain", "spl_pretrain"):  # the source domain, never the target
         assert not any(a.startswith("--data=") for a in runs[upstream].fit_args)
     args = list(runs["spl"].fit_args)
-    data = next(i for i, a in enumerate(args) if a.startswith("--data="))
-    assert args.index("--data.init_args.clear_twins=true") > data  # after the data set's config
+    assert f"--data={hunan.dataset}" in args
+    # the clear twins: a stream its card declares (the training command switches it on)
+    assert runs["spl"].method.card.streams == ["clear_twins"]
     assert f"--model.init_args.restorer_from={runs['spl_pretrain'].checkpoint}" in args
     assert f"--model.init_args.classifier={runs['source_finetune'].checkpoint}" in args
 

@@ -46,4 +46,6 @@ def test_cloudy_pairs_and_source_parse():
     for cls in (CloudyPairsDataModule, SourceScenesDataModule):
         parser = ArgumentParser()
         parser.add_class_arguments(cls, "data")
-        assert parser.get_defaults().data.batch_size == 32
+        # the loader settings are the profile's: left unset here, filled by the training command
+        defaults = parser.get_defaults().data
+        assert defaults.batch_size is None and defaults.num_workers is None

@@ -82,7 +82,7 @@ def test_missing_root_and_required_stats(tmp_path):
     with pytest.raises(DataError, match="root not found") as info:
         SourceScenesDataModule(str(tmp_path / "nope"), mean=MEAN, std=STD)
     assert str(tmp_path / "nope") in str(info.value)
-    with pytest.raises(TypeError):
-        SourceScenesDataModule(str(tmp_path))  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="mean and std are required"):
+        SourceScenesDataModule(str(tmp_path))
     with pytest.raises(ValueError):
         SourceScenesDataModule(str(tmp_path), mean=[0.5], std=STD)

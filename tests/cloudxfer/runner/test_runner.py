@@ -421,7 +421,8 @@ def test_source_domain_runs_share_a_key_across_target_data(tmp_path: Path) -> No
     for other in (
         _shared_setting(tmp_path, "t3", "cloudy_pairs", "--profile.data_root=/hunan"),
         _shared_setting(tmp_path, "f9", "sen12ms_cloud", "--profile.data_root=/a",
-                        "--profile.cloudy_share=0.1", "--profile.cloud_masks=/masks"),
+                        "--data.init_args.clouds.cloudy_share=0.1",
+                        "--data.init_args.clouds.masks_dir=/masks"),
     ):  # fmt: skip
         assert keys(other) == table1
     # what the source runs do read changes them: source data (by content), trainer, profile,
@@ -493,7 +494,9 @@ def test_a_finished_source_run_is_copied_from_the_share_folder(
     # a damaged shared copy is reported and not used; the run is fitted and the copy replaced
     (shared / "checkpoints" / "best.ckpt").write_bytes(b"damaged")
     lines.clear()
-    level = _shared_setting(tmp_path, "f9", "sen12ms_cloud", "--profile.cloudy_share=0.1")
+    level = _shared_setting(
+        tmp_path, "f9", "sen12ms_cloud", "--data.init_args.clouds.cloudy_share=0.1"
+    )
     third = plan(["source_finetune"], [0], level)
     execute(third, log=lines.append)
     assert ("source_pretrain", "fit") in [(_folder(c).name, c[3]) for c in calls]
