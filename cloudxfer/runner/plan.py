@@ -21,7 +21,6 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -190,14 +189,12 @@ def _portable(arg: str) -> str:
     return arg
 
 
-@cache
 def _text(path: Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"config not found: {path}")
     return path.read_text(encoding="utf-8")
 
 
-@cache
 def _profile_values(profile: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return the profile's field values over the defaults, and its other sections (trainer)."""
     config = yaml.safe_load(_text(profile)) or {}
