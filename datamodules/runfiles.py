@@ -1,4 +1,8 @@
-"""Writing run files atomically, so a crash never leaves a half-written file behind."""
+"""Writing run files atomically, so a crash never leaves a half-written file behind.
+
+Each write passes the kill points ``write:<file name>`` (temporary file complete, not renamed)
+and ``saved:<file name>`` (renamed) of :mod:`datamodules.faults`, inert unless a test sets them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from datamodules.faults import kill_point
 
 
 @contextmanager
@@ -31,7 +37,9 @@ def atomic_open(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
             handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
         with handle:
             yield handle
+        kill_point(f"write:{path.name}")
         os.replace(tmp, path)
+        kill_point(f"saved:{path.name}")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
