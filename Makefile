@@ -43,7 +43,7 @@ install:  ## create .venv and install cloudxfer with the dev tools
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e ".[dev]"
 
-test:  ## the default test suite (slow tests included; 12 minutes on 2 CPU cores in a fresh clone)
+test:  ## the default test suite (slow tests included; 30 minutes on 2 CPU cores in a fresh clone)
 	$(BIN)/pytest -q
 
 test-fast:  ## skip tests marked slow
