@@ -119,6 +119,8 @@ class PlannedRun:
     test_args: tuple[str, ...]
     shared: bool = False
     """Whether it reads no target data, itself or upstream (shareable across tables)."""
+    recorded_overrides: tuple[str, ...] = ()
+    """The setting's overrides as ``run.json`` records them (data paths by content)."""
 
     @property
     def share_key(self) -> str | None:
@@ -170,7 +172,7 @@ class PlannedRun:
             "setting": {
                 "profile": self.setting.profile.stem,
                 "dataset": self.setting.dataset.stem,
-                "overrides": [_portable(arg) for arg in self.setting.overrides],
+                "overrides": list(self.recorded_overrides),
             },
             "upstream": {run.method.name: run.run_id for run in self.upstream},
             "version": __version__,
@@ -178,15 +180,6 @@ class PlannedRun:
             "fit": self.shell("fit"),
             "test": self.shell("test") if self.method.tested else None,
         }
-
-
-def _portable(arg: str) -> str:
-    """Return an override as a table compares it: data paths by content, locations dropped."""
-    name, _, value = arg.partition("=")
-    field_name = name.removeprefix("--profile.")
-    if field_name in PATH_FIELDS:
-        return f"{name}=<data {data_fingerprint(Path(value).resolve())}>"
-    return arg
 
 
 def _text(path: Path) -> str:
@@ -245,6 +238,14 @@ def _fingerprint(value: Any, fingerprints: dict[Path, str]) -> str:
     return f"<data {fingerprints[path]}>"
 
 
+def _portable(arg: str, fingerprints: dict[Path, str]) -> str:
+    """Return an override as a table compares it: a data path by its content."""
+    name, _, value = arg.partition("=")
+    if name.removeprefix("--profile.") in PATH_FIELDS:
+        return f"{name}={_fingerprint(value, fingerprints)}"
+    return arg
+
+
 def _identity(
     setting: Setting, m: Method, overrides: list[str], fingerprints: dict[Path, str]
 ) -> tuple[dict[str, Any], str]:
@@ -295,6 +296,7 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
     identity = {
         name: _identity(setting, method(name), overrides[name], fingerprints) for name in order
     }
+    recorded = tuple(_portable(arg, fingerprints) for arg in setting.overrides)
     runs: dict[tuple[str, int], PlannedRun] = {}
     for seed in seeds:
         root = setting.run_root(seed)
@@ -345,5 +347,6 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
                 fit_args=tuple(common),
                 test_args=(*common, f"--ckpt_path={directory / CHECKPOINT}"),
                 shared=m.reads != "target" and all(run.shared for run in upstream),
+                recorded_overrides=recorded,
             )
     return list({run.key: run for run in runs.values()}.values())
