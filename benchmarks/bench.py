@@ -14,6 +14,11 @@ Ratios (quick profile's target network, batch and thread count):
 - ``f2_step_vs_plain``: F2 step with cached teacher logits vs a plain supervised step.
 - ``lightning_overhead``: N F2 steps under the Lightning Trainer vs a hand-written loop.
 - ``irm_overhead``: F2 step with IRM (batch ratios) vs without.
+- ``run_fixed_cost_forked_vs_subprocess``: seconds of a run of zero training steps as the
+  runner starts it (a forkserver child: imports paid once) vs as a new process.
+
+Figures: CLI start-up (``cloudxfer --help``, ``cloudxfer map --help``, importing the Lightning
+CLI), the fixed cost per run both ways, peak RSS of a quick-profile F2 fit.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "lightning_overhead": ("<=", 1.05),
     "irm_overhead": ("<=", 1.05),
     "gpu_trainer_vs_plain_bf16": (">=", 0.6),
+    "run_fixed_cost_forked_vs_subprocess": ("<=", 0.5),
+    "cli_map_help_s": ("<=", 1.0),
 }
 Batch = dict[str, Any]
 
@@ -107,6 +114,25 @@ def cycle(loader: Any) -> Iterator[Batch]:
     """Batches of a loader, forever."""
     while True:
         yield from loader
+
+
+def wall(command: list[str]) -> float:
+    """Seconds a command takes as a new process (it must succeed)."""
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:6])} failed:\n{done.stderr.decode()[-3000:]}")
+    return time.perf_counter() - start
+
+
+def timed_launch(command: list[str]) -> float:
+    """Seconds a command takes as the runner starts it (a forkserver child)."""
+    from cloudxfer.runner.launch import launch
+
+    start = time.perf_counter()
+    if launch(command) != 0:
+        raise SystemExit(f"{' '.join(command[:6])} failed under the runner's launcher")
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -229,11 +255,13 @@ def main() -> None:
     command = [
         sys.executable, "-m", "cloudxfer", "fit",
         "--config", str(EXPERIMENTS / "profiles" / f"{args.profile}.yaml"),
-        "--config", str(EXPERIMENTS / "sen12ms_cloud" / "target.yaml"),
+        "--config", str(EXPERIMENTS / "methods" / "target.yaml"),
+        f"--data={EXPERIMENTS / 'data' / 'sen12ms_cloud.yaml'}",
         f"--profile.data_root={root}", f"--profile.run_root={run_root}",
         f"--model.init_args.teacher_opt={teachers['opt']}",
         f"--model.init_args.teacher_sar={teachers['sar']}",
         f"--model.init_args.teacher_source={teachers['source']}",
+        "--model.init_args.init=scratch",  # no source pre-training here
         "--trainer.max_epochs=1",
     ]  # fmt: skip
     with subprocess.Popen(
@@ -245,6 +273,19 @@ def main() -> None:
     if fit.returncode != 0:
         raise SystemExit(f"F2 fit failed:\n{stderr[-3000:]}")
     report(results, "f2_fit_peak_rss_mib", usage.ru_maxrss / 1024)
+
+    # --- fixed costs: CLI start-up, and a run of zero training steps as the runner starts it
+    report(results, "cli_help_s", wall([sys.executable, "-m", "cloudxfer", "--help"]))
+    report(results, "cli_map_help_s", wall([sys.executable, "-m", "cloudxfer", "map", "--help"]))
+    report(results, "import_lightning_cli_s",
+           wall([sys.executable, "-c", "import cloudxfer.lightning_cli"]))  # fmt: skip
+    empty = [*command[:-1], "--trainer.max_epochs=1", "--trainer.limit_train_batches=0",
+             "--trainer.limit_val_batches=0", "--overwrite=true"]  # fmt: skip
+    subprocess_s = wall(empty)
+    forked_s = min(timed_launch(empty) for _ in range(2))  # the first one starts the server
+    report(results, "run_fixed_cost_subprocess_s", subprocess_s)
+    report(results, "run_fixed_cost_forked_s", forked_s)
+    report(results, "run_fixed_cost_forked_vs_subprocess", forked_s / subprocess_s)
 
     if torch.cuda.is_available():
         from benchmarks.gpu import trainer_vs_plain_bf16

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ __all__ = [
 ]
 
 BEST_CHECKPOINT = "best"
-"""File stem of a fit's result: the weights of its lowest held-out loss (``best.ckpt``)."""
+"""File stem of a fit's result (``best.ckpt``): the weights of the epoch its selection rule
+hands on (the last one, or that of the lowest held-out loss)."""
 LAST_CHECKPOINT = "last"
 """File stem of a fit's newest checkpoint, refreshed every epoch (``last.ckpt``: resume)."""
 
@@ -163,22 +163,28 @@ class RunFiles(KillPoints):
 class BestCheckpoint(pl.Callback):
     """Make sure every fit leaves ``best.ckpt``, the checkpoint later stages and test read.
 
-    ModelCheckpoint writes it from the held-out loss; a fit that scored no held-out tiles
-    (``val_fraction: 0``) has no such loss, so its last epoch becomes its result.
+    Under ``selection: last`` it is the weights the fit ends with, written when the fit ends
+    (a fit killed after its last epoch resumes from ``last.ckpt`` straight to this point).
+    Under ``lowest_val`` a ModelCheckpoint writes it from the held-out loss; a fit that scored
+    no held-out tiles (``val_fraction: 0``) has none, so its last epoch becomes its result.
+
+    Args:
+        last_epoch: write the final weights whatever exists (``selection: last``).
+
     """
 
+    def __init__(self, last_epoch: bool = True) -> None:
+        self.last_epoch = last_epoch
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Copy ``last.ckpt`` to ``best.ckpt`` where no held-out loss chose one (rank 0)."""
+        """Write ``best.ckpt`` (weights only) where the rule or a missing one asks (all ranks)."""
         folders = {
             c.dirpath for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)
         }
         for folder in sorted(f for f in folders if f):
-            last = Path(folder) / f"{LAST_CHECKPOINT}{ModelCheckpoint.FILE_EXTENSION}"
-            best = last.with_name(f"{BEST_CHECKPOINT}{ModelCheckpoint.FILE_EXTENSION}")
-            if trainer.is_global_zero and not best.is_file() and last.is_file():
-                with last.open("rb") as source, atomic_open(best, binary=True) as copy:
-                    shutil.copyfileobj(source, copy)
-        trainer.strategy.barrier()
+            best = Path(folder) / f"{BEST_CHECKPOINT}{ModelCheckpoint.FILE_EXTENSION}"
+            if self.last_epoch or not best.is_file():
+                trainer.save_checkpoint(best, weights_only=True)  # rank 0 writes, atomically
 
 
 class PredictionCSVWriter(BasePredictionWriter):

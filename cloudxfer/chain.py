@@ -18,6 +18,7 @@ from pathlib import Path
 from cloudxfer.reporting.tables import format_markdown
 from cloudxfer.runner.cli import (
     add_setting_arguments,
+    check_data,
     convergence_section,
     execute_and_collect,
     print_commands,
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_commands:
         print_commands(runs)
         return 0
+    check_data(runs)
     rows = execute_and_collect(runs, args.jobs, "cloudxfer chain", args.keep_last, args.reuse_stale)
     if rows is None:
         return 1

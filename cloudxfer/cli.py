@@ -39,6 +39,13 @@ COMMANDS: dict[str, Command] = {
         "cloudxfer.sim.cli:main",
         "write simulated data: target pairs (SEN12MS or Hunan layout), source scenes",
     ),
+    "prepare": Command(
+        "cloudxfer.prepare.cli:main",
+        "check official downloads once and write a data file (sen12ms, pairs, source)",
+    ),
+    "stats": Command(
+        "cloudxfer.prepare.stats:main", "recompute a data file's standardisation from its tiles"
+    ),
     "chain": Command(
         "cloudxfer.chain:main", "run the whole method on one seed and print its table (make demo)"
     ),
@@ -49,7 +56,7 @@ COMMANDS: dict[str, Command] = {
     "plot": Command(
         "cloudxfer.reporting.curves:main",
         "figures: losses (Fig. 8), cloudy-clear (Fig. 7), cloud-sweep (Fig. 9), confusion, "
-        "convergence",
+        "convergence, pool (OA against the unlabelled pool)",
     ),
     "report": Command(
         "cloudxfer.reporting.report:main",
@@ -60,7 +67,7 @@ COMMANDS: dict[str, Command] = {
         "paired comparisons of runs: per-seed differences, tile-level tests, Holm-corrected",
     ),
     "map": Command(
-        "cloudxfer.mapping.cli:main",
+        "cloudxfer.mapping.options:main",
         "classify a whole S2/S1 scene pair with sliding windows into a class map GeoTIFF",
     ),
 }

@@ -19,14 +19,20 @@ from cloudxfer.files import TRAINING_FILENAME
 __all__ = [
     "TRAINING_FILENAME",
     "CONVERGENCE_PATIENCE",
+    "FINISHED_LR_SHARE",
+    "FLAT_TOLERANCE",
     "EpochMeans",
     "convergence",
     "teacher_diagnostics",
 ]
 
 CONVERGENCE_PATIENCE = 5
-"""Converged: no new lowest held-out loss during the last this many epochs (profile
-``patience`` overrides it; early stopping uses the same number)."""
+"""Epochs of no new lowest held-out loss after which a plateau schedule's early stopping ends
+a fit (profile ``patience`` overrides it)."""
+FLAT_TOLERANCE = 0.02
+"""Flattened: the held-out loss's relative change over the last tenth of the epochs."""
+FINISHED_LR_SHARE = 0.2
+"""Schedule finished: the handed-on epoch trained at most this share of the peak rate."""
 
 
 class EpochMeans:
@@ -58,43 +64,52 @@ class EpochMeans:
         return {key: float(totals[i]) / count for i, key in enumerate(keys)}
 
 
-def convergence(curve: Sequence[float], patience: int = CONVERGENCE_PATIENCE) -> dict[str, Any]:
-    """Whether a held-out loss curve (one value per epoch) has stopped improving.
+def convergence(curve: Sequence[float], lr_share: float | None = None) -> dict[str, Any]:
+    """Whether a fit can be judged: its schedule finished and its held-out loss flattened.
 
-    The criterion is early stopping's: the lowest held-out loss was reached at least
-    ``patience`` epochs before the last epoch, so further epochs no longer improved it (the
-    curve has flattened, or turned up as the stage over-fits). The stage's ``best.ckpt`` holds
-    the weights of that lowest epoch; those are what later stages and ``test`` read.
+    A stage handed on at a high learning rate, or while its held-out loss still moved, proves
+    nothing either way. Flattened: the mean held-out loss of the last ``window`` epochs (a
+    tenth of them, at least 2) is within :data:`FLAT_TOLERANCE` of the ``window`` before.
+    Finished: the handed-on epoch's learning rate is at most :data:`FINISHED_LR_SHARE` of
+    its peak (``lr_share``; None: unknown, not finished).
 
     Returns:
-        ``met``, ``epochs``, ``best_epoch`` (0-based; None without epochs), ``best_loss``,
-        ``epochs_since_best``, ``patience`` and the criterion in words.
+        ``met``, ``flattened``, ``schedule_finished``, ``relative_change``, ``window``,
+        ``lr_share``, ``epochs``, ``best_epoch`` (0-based; None without epochs),
+        ``best_loss``, ``final_loss`` and the criterion in words.
 
     """
     values = [float(v) for v in curve if v is not None and math.isfinite(float(v))]
+    window = max(2, math.ceil(len(values) / 10))
     text = (
-        f"the lowest held-out loss reached at least {patience} epochs before the last one "
-        "(no improvement since; later stages and test use the weights of that epoch)"
+        f"schedule finished (the handed-on epoch at <= {FINISHED_LR_SHARE:.0%} of the peak "
+        f"learning rate) and held-out loss flattened (mean of the last tenth of the epochs, "
+        f"at least 2, within {FLAT_TOLERANCE:.0%} of the tenth before)"
     )
+    finished = lr_share is not None and lr_share <= FINISHED_LR_SHARE
     record: dict[str, Any] = {
         "criterion": text,
-        "patience": patience,
         "epochs": len(values),
+        "window": window,
         "best_epoch": None,
         "best_loss": None,
-        "epochs_since_best": None,
+        "final_loss": None,
+        "relative_change": None,
+        "lr_share": lr_share,
+        "schedule_finished": finished,
+        "flattened": False,
         "met": False,
     }
     if not values:
         return record
     best = min(range(len(values)), key=values.__getitem__)  # first of equal minima
-    since = len(values) - 1 - best
-    record.update(
-        best_epoch=best,
-        best_loss=round(values[best], 6),
-        epochs_since_best=since,
-        met=since >= patience,
-    )
+    record.update(best_epoch=best, best_loss=round(values[best], 6), final_loss=values[-1])
+    if len(values) >= 2 * window:
+        last = sum(values[-window:]) / window
+        before = sum(values[-2 * window : -window]) / window
+        change = abs(last - before) / max(abs(before), 1e-12)
+        record.update(relative_change=round(change, 6), flattened=change <= FLAT_TOLERANCE)
+    record["met"] = bool(record["flattened"] and finished)
     return record
 
 

@@ -34,15 +34,27 @@ from cloudxfer.callbacks import (
 )
 from cloudxfer.checkpoints import CheckpointError, read_metadata, validate_metadata
 from cloudxfer.loggers import ResumableCSVLogger, rows_before
+from cloudxfer.models.initialise import InitialisationError
 from cloudxfer.profile import MethodCard, Profile, WandbOptions, apply_profile
 from cloudxfer.runtime import configure_matmul_precision, configure_threads
 from datamodules.errors import DataError
 
-__all__ = ["CloudxferCLI", "RunFolderError", "main", "progress_bar", "run_lightning"]
+__all__ = [
+    "CloudxferCLI",
+    "ProtocolError",
+    "RunFolderError",
+    "main",
+    "progress_bar",
+    "run_lightning",
+]
 
 
 class RunFolderError(RuntimeError):
     """A fit would mix with an earlier fit's files in its run folder."""
+
+
+class ProtocolError(ValueError):
+    """Settings that break the training protocol (early stopping cutting a cosine short)."""
 
 
 class CloudxferCLI(LightningCLI):
@@ -218,26 +230,34 @@ class CloudxferCLI(LightningCLI):
         # best.ckpt, the epoch of the lowest held-out loss, is the stage's result: later stages
         # and test read it. A callback of its own beside the configurable one that keeps
         # last.ckpt, so overriding --checkpoint.* never drops the result.
-        best = ModelCheckpoint(
-            filename=BEST_CHECKPOINT,
-            monitor="val/loss",
-            mode="min",
-            save_top_k=1,
-            enable_version_counter=False,
-            # what later stages, test and maps read: the weights, not the optimiser's state
-            # (half a ResNet's checkpoint); an interrupted fit resumes from last.ckpt
-            save_weights_only=True,
-        )
-        callbacks = [
-            *configured_callbacks,
-            RunFiles(),
-            PredictionCSVWriter(),
-            best,
-            BestCheckpoint(),
-        ]
+        selection = getattr(self.model, "selection", "last")
+        callbacks = [*configured_callbacks, RunFiles(), PredictionCSVWriter()]
+        if selection == "lowest_val":
+            callbacks.append(
+                ModelCheckpoint(
+                    filename=BEST_CHECKPOINT,
+                    monitor="val/loss",
+                    mode="min",
+                    save_top_k=1,
+                    enable_version_counter=False,
+                    # what later stages, test and maps read: the weights, not the optimiser's
+                    # state (half a ResNet's checkpoint); an interrupted fit resumes from last
+                    save_weights_only=True,
+                )
+            )
+        # best.ckpt, the stage's result that later stages and test read: the last epoch's
+        # weights when the fit ends (selection: last), or where no held-out loss chose one
+        callbacks.append(BestCheckpoint(last_epoch=selection != "lowest_val"))
         profile = self._get(self.config_init, "profile")
         patience = getattr(profile, "patience", None)
         if patience is not None and self.subcommand in (None, "fit"):
+            schedule = getattr(self.model, "optim", {}).get("scheduler", "plateau")
+            if schedule not in ("plateau", "none"):
+                raise ProtocolError(
+                    f"profile patience {patience}: early stopping would end the {schedule!r} "
+                    "schedule before it finishes; use --model.init_args.scheduler=plateau "
+                    "(a schedule that follows the held-out loss) or no patience"
+                )
             callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience))
         if self.subcommand in ("validate", "test", "predict"):
             # These read the checkpoint's weights only; the fit's early stopping has nothing to
@@ -336,6 +356,6 @@ def main(args: list[str] | None = None) -> int:
     """Run a Lightning command; bad input (data, checkpoint, run folder) is one error line."""
     try:
         return run_lightning(args)
-    except (CheckpointError, DataError, RunFolderError) as err:
+    except (CheckpointError, DataError, InitialisationError, ProtocolError, RunFolderError) as err:
         print(f"cloudxfer: error: {err}", file=sys.stderr)
         return 2

@@ -13,7 +13,14 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import Tensor
 
-__all__ = ["class_weights", "gaussian_kernels", "lmmd", "lmmd_over_ranks", "lmmd_ramp"]
+__all__ = [
+    "class_weights",
+    "gaussian_kernels",
+    "lmmd",
+    "lmmd_over_ranks",
+    "lmmd_ramp",
+    "shared_classes",
+]
 
 
 def gaussian_kernels(
@@ -49,6 +56,17 @@ def class_weights(probabilities: Tensor, classes: Tensor) -> Tensor:
     return columns / columns.sum(dim=0, keepdim=True).clamp_min(1e-12)
 
 
+def shared_classes(source_labels: Tensor, target_probabilities: Tensor) -> Tensor:
+    """Classes both in the source labels and among the target's argmax predictions (sorted).
+
+    DSAN's class mask: a class aligns only where the source batch holds samples of it and the
+    network predicts it for some target sample of the batch.
+    """
+    predicted = target_probabilities.argmax(dim=1)
+    source = torch.unique(source_labels)
+    return source[torch.isin(source, predicted)]
+
+
 def lmmd(
     source: Tensor,
     target: Tensor,
@@ -60,9 +78,9 @@ def lmmd(
     """LMMD between source features (Ns, D) and target features (Nt, D).
 
     ``(1/K) * sum_c || sum_i ws_ic phi(fs_i) - sum_j wt_jc phi(ft_j) ||^2`` over the K classes
-    present among the batch's source labels (a class without source samples has no source
-    mean to align with, as in DSAN's reference code). The target weights carry no gradient:
-    the network's softmax only says which class a target feature is aligned with.
+    of :func:`shared_classes` (present among the batch's source labels and predicted for some
+    target sample, DSAN's mask); zero where there is none. The target weights carry no
+    gradient: the network's softmax only says which class a target feature is aligned with.
 
     Args:
         source: source features, (Ns, D).
@@ -74,8 +92,10 @@ def lmmd(
 
     """
     num_classes = target_probabilities.shape[1]
-    classes = torch.unique(source_labels)
-    if classes.numel() == 0 or target.shape[0] == 0:
+    if target.shape[0] == 0:
+        return source.sum() * 0.0
+    classes = shared_classes(source_labels, target_probabilities)
+    if classes.numel() == 0:
         return source.sum() * 0.0
     one_hot = torch.nn.functional.one_hot(source_labels, num_classes).to(source.dtype)
     ws = class_weights(one_hot, classes)

@@ -37,8 +37,19 @@ class Profile:
     translation_pretrain_batches: int | float = 1.0
     """Training batches per epoch of SPL's and CycIT's pre-training (Lightning's
     ``limit_train_batches``: a share or a count; each epoch draws a new shuffle)."""
+    init: str = "source"
+    """Where every network a method trains on the target domain starts (its ``initialise:
+    protocol`` card): ``source`` (a backbone of its architecture pre-trained on the source
+    set: ``source_pretrain``, or ``student_pretrain`` where the students' network differs),
+    ``scratch``, or a local weights file (docs/method.md, "Initialisation")."""
+    selection: Literal["last", "lowest_val"] = "last"
+    """The epoch a fit hands on: ``last`` of its completed schedule (the paper's), or that of
+    the lowest held-out loss (a sensitivity, for every method alike)."""
     batch_size: int = 64
     lr: float = 1e-2
+    lr_pretrained: float = 1e-3
+    """Learning rate of parameters that start pre-trained (heads and other new parameters
+    train at ``lr``): one rule for every method (docs/method.md)."""
     momentum: float = 0.9
     weight_decay: float = 5e-4
     num_workers: int = 0
@@ -54,7 +65,8 @@ class Profile:
     pin_memory: bool = False
     patience: int | None = None
     """Early stopping: end a fit once its held-out loss has not improved for this many epochs
-    (None: train every epoch). Convergence is judged with the same patience (5 when None)."""
+    (None: train every epoch of the budget). Only with ``--model.init_args.scheduler=plateau``,
+    the schedule that follows the held-out loss (never a cosine cut short)."""
     store: bool = True
     store_dir: str | None = None
     """Packed tile stores and cached teacher logits; None: ``$CLOUDXFER_STORE_DIR`` or
@@ -122,6 +134,30 @@ class MethodCard:
     """Data arguments of the method over the data-set file's (CycIT's batches of 8)."""
     extends: str | None = None
     """A base method whose YAML comes first (an ablation states only what differs)."""
+    initialise: Literal["protocol", "upstream"] | None = None
+    """How the network it trains starts: ``protocol``, as the profile's ``init`` says;
+    ``upstream``, from a network its ``needs`` name (f_S from f_pre, TTL from f_S). Either
+    way pre-trained parameters train at the profile's ``lr_pretrained``."""
+
+
+PRETRAININGS = {"source": "source_pretrain", "target": "student_pretrain"}
+"""The source-set pre-training of each of the profile's networks (``init: source``)."""
+INIT_KEY = "model.init_args.init"
+
+
+def pretraining_of(card: MethodCard, profile: Any, config_init: Any = None) -> str | None:
+    """Return the method whose result starts this method's network, or None.
+
+    Only for a card that ``initialise: protocol`` under ``init: source`` and whose configs
+    leave ``init`` unset (``config_init``). Students whose network is f_S's architecture start
+    from the source pre-training itself; others from ``student_pretrain``. ``profile``: the
+    profile's fields (a mapping or a parsed config section: anything with ``get``).
+    """
+    if card.initialise != "protocol" or profile.get("init") != "source" or config_init is not None:
+        return None
+    network = profile.get(f"{card.network or 'source'}_backbone")
+    same = network == profile.get("source_backbone")
+    return PRETRAININGS["source"] if same else PRETRAININGS["target"]
 
 
 def profile_targets(card: MethodCard, reads_source: bool | None = None) -> dict[str, str]:
@@ -154,6 +190,11 @@ def profile_targets(card: MethodCard, reads_source: bool | None = None) -> dict[
         targets["trainer.limit_train_batches"] = "translation_pretrain_batches"
     if "source" in card.streams:
         targets["data.init_args.source_stream"] = "source_root"
+    targets["model.init_args.selection"] = "selection"
+    if card.initialise:
+        targets["model.init_args.lr_pretrained"] = "lr_pretrained"
+    if card.initialise == "protocol":
+        targets[INIT_KEY] = "init"
     return targets
 
 
@@ -203,10 +244,13 @@ def apply_profile(config: Any, method_name: str | None = None) -> dict[str, Any]
             config[f"{data_args}.{key}"] = value
     if profile is None:
         return filled
+    pretraining = pretraining_of(card, profile, config.get(INIT_KEY) if INIT_KEY in config else 0)
     for key, name in profile_targets(card).items():
         if key in config and _unset(config.get(key), key):
             config[key] = filled[key] = profile.get(name)
     run_root = profile.get("run_root")
+    if pretraining is not None:
+        config[INIT_KEY] = filled[INIT_KEY] = f"{run_root}/{pretraining}/checkpoints/best.ckpt"
     for key, upstream in card.needs.items():
         if key in config and config.get(key) is None:
             config[key] = filled[key] = f"{run_root}/{upstream}/checkpoints/best.ckpt"

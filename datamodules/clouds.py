@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from rasterio.errors import RasterioError
 
 from datamodules.errors import DataError, data_error
-from datamodules.store import PackedStore, content_key, open_or_warn
+from datamodules.store import PackedStore, StoreWriter, content_key, open_or_warn_streaming
 
 CloudKind = Literal["thin", "thick"]
 
@@ -534,6 +534,10 @@ class StoredCloudLayers:
         )
 
 
+CLOUD_CHUNK = 1024
+"""Tiles whose cloud layers are computed between two checkpoints of the store's build."""
+
+
 def stored_cloud_layers(
     paster: CloudPaster, tile_ids: list[str], size: int, store_dir: Path
 ) -> StoredCloudLayers | None:
@@ -549,30 +553,36 @@ def stored_cloud_layers(
     }
     key = content_key("cloud_layers", settings, real_masks)
 
-    def build() -> tuple[dict[str, np.ndarray], dict[str, object]]:
-        keep: list[np.ndarray] = []
-        add: list[np.ndarray] = []
-        rows: list[int] = []
-        fractions: list[float] = []
-        for tile_id in tile_ids:
-            layer = paster.layer(tile_id, size)
-            if layer is None:
-                rows.append(-1)
-                fractions.append(0.0)
-                continue
-            rows.append(len(keep))
-            fractions.append(layer.fraction)
-            keep.append(layer.keep)
-            add.append(layer.add)
-        arrays = {
-            "keep": np.stack(keep) if keep else np.zeros((0, 1, size, size), np.float32),
-            "add": np.stack(add) if add else np.zeros((0, 3, size, size), np.float32),
-            "row": np.asarray(rows, dtype=np.int32),
-            "fraction": np.asarray(fractions, dtype=np.float32),
-        }
-        return arrays, {"ids": list(tile_ids)}
+    clouded = [paster.plan(tile_id).clouded for tile_id in tile_ids]
+    n_clouded = sum(clouded)
+    specs = {
+        "keep": ((n_clouded, 1, size, size), "float32"),
+        "add": ((n_clouded, 3, size, size), "float32"),
+        "row": ((len(tile_ids),), "int32"),
+        "fraction": ((len(tile_ids),), "float32"),
+    }
 
-    store = open_or_warn(store_dir, "clouds", key, build)
+    def build(writer: StoreWriter) -> dict[str, Any]:
+        """Compute the layers tile by tile into the store's rows (resumable every chunk)."""
+        done = int(writer.state.get("tiles", 0))
+        row = sum(clouded[:done])
+        for start in range(done, len(tile_ids), CLOUD_CHUNK):
+            keep, add, rows, fractions = (
+                writer.arrays[k] for k in ("keep", "add", "row", "fraction")
+            )
+            for i in range(start, min(start + CLOUD_CHUNK, len(tile_ids))):
+                layer = paster.layer(tile_ids[i], size) if clouded[i] else None
+                if layer is None:
+                    rows[i], fractions[i] = -1, 0.0
+                    continue
+                rows[i], fractions[i] = row, layer.fraction
+                keep[row], add[row] = layer.keep, layer.add
+                row += 1
+            del keep, add, rows, fractions  # the checkpoint maps them afresh
+            writer.checkpoint(tiles=min(start + CLOUD_CHUNK, len(tile_ids)))
+        return {"ids": list(tile_ids)}
+
+    store = open_or_warn_streaming(store_dir, "clouds", key, specs, build)
     return None if store is None else StoredCloudLayers(store)
 
 

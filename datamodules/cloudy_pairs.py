@@ -17,7 +17,7 @@ from datamodules.errors import data_error
 from datamodules.labels import read_labels
 from datamodules.normalisation import S2_RGB_BANDS, Standardisation
 from datamodules.paired import PairedDataModule
-from datamodules.raster import is_geotiff
+from datamodules.raster import GEOTIFF_SUFFIXES, is_geotiff
 from datamodules.splits import UNLABELLED
 from datamodules.tiles import PairReader, PatchRef
 
@@ -73,9 +73,24 @@ class CloudyPairsDataModule(PairedDataModule):
             sar_nan=self.sar_nan,
         )
 
+    def _patch_paths(self, patch: str) -> tuple[Path, Path, Path | None]:
+        """Return a pair's optical, SAR and (when present) mask files from its id."""
+
+        def find(folder: str) -> Path:
+            for suffix in GEOTIFF_SUFFIXES:
+                path = self.root / folder / f"{patch}{suffix}"
+                if path.is_file():
+                    return path
+            return self.root / folder / f"{patch}{GEOTIFF_SUFFIXES[0]}"
+
+        mask = find(MASKS_FOLDER)
+        return find(OPT_FOLDER), find(SAR_FOLDER), mask if mask.is_file() else None
+
     def _scan(self) -> list[PatchRef]:
         if not self.root.is_dir():
             raise data_error(self.root, "dataset root not found")
+        if self.patches_file is not None:
+            return self._table_refs()
         opt_dir, sar_dir, mask_dir = (self.root / f for f in (OPT_FOLDER, SAR_FOLDER, MASKS_FOLDER))
         for folder in (opt_dir, sar_dir):
             if not folder.is_dir():
@@ -99,7 +114,7 @@ class CloudyPairsDataModule(PairedDataModule):
                 raise data_error(
                     path, f"cloud mask has no optical twin (expected {opt_dir / path.name})"
                 )
-        labels = read_labels(self.labels_path, self.class_names)
+        labels = read_labels(self.labels_path, self.class_names, set(opt))
         refs = []
         for name, path in opt.items():
             # an image the labels file does not name joins the unlabelled pool

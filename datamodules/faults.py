@@ -14,7 +14,10 @@ reaches ``<point>``, counted within the process. The points:
 - run files written through :func:`datamodules.runfiles.atomic_open` (checkpoints included):
   ``write:<file name>`` (the temporary file is complete, not yet renamed) and
   ``saved:<file name>`` (just renamed), e.g. ``write:last.ckpt``, ``saved:metrics.csv``;
-- ``append:metrics.csv``: before rows are appended to ``metrics.csv``.
+- ``append:metrics.csv``: before rows are appended to ``metrics.csv``;
+- the runner's (:mod:`cloudxfer.runner.executor`): ``runner:fitted`` (a run's fit finished
+  and recorded, its test not yet run) and ``runner:copy`` (before each file copied from or
+  into the share folder); its tables are run files (``write:table.csv``).
 
 ``CLOUDXFER_TEST_KILL_TRACE=<file>`` appends every point reached to ``<file>``, one
 ``<point>:<n>`` a line: the kill specs a run offers (the tests' sweep kills at each of them).

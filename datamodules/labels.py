@@ -1,14 +1,15 @@
-"""Scene-label files: ``patch,label`` / ``patch,p1..pK`` CSV and the IGBP probability pickle.
+"""Scene-label files: ``patch,label`` / ``patch,index0|index1`` / ``patch,p1..pK`` CSV.
 
 Class names and their count always come from configuration (``classes``); the file only maps
-patch names to one of them.
+patch names to one of them. Class numbers are read only where the file states their base
+(a column named ``index0`` or ``index1``). The toolbox's IGBP probability pickle is read once
+by ``cloudxfer prepare`` (``datamodules.sen12ms_toolbox``), never here.
 """
 
 from __future__ import annotations
 
 import csv
-import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ Savanna = 8..9, Grassland = 10, Wetlands = 11, Croplands = 12 + 14, Urban = 13, 
 Barren = 16, Water = 17."""
 HEADER_KEYS: tuple[str, ...] = ("patch", "id", "name", "file", "filename")
 """First-column header names that mark a header row in a labels CSV."""
+INDEX_BASES: dict[str, int] = {"index0": 0, "index1": 1}
+"""Label-column headers that state the base of class numbers (0-based, 1-based)."""
 PICKLE_SUFFIXES: tuple[str, ...] = (".pkl", ".pickle")
 STRIP_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 
@@ -81,30 +84,59 @@ class LabelResolver:
         self._by_folded = {name.casefold(): i for i, name in enumerate(self.class_names)}
         self._igbp_columns: list[int] | None = None
 
-    def from_label(self, patch: str, value: str) -> int:
-        """Resolve a class name or a 0-based index."""
+    def from_label(self, patch: str, value: str, base: int | None = None) -> int:
+        """Resolve a class name, or a class number when the file states its base.
+
+        Args:
+            patch: The patch (named in errors).
+            value: The label cell.
+            base: 0 or 1 when the file's label column is ``index0`` / ``index1``; None: the
+                column holds class names and a bare number is refused (its base is unknown).
+
+        """
         text = value.strip()
-        if text in self._by_name:
-            return self._by_name[text]
-        if text.casefold() in self._by_folded:
-            return self._by_folded[text.casefold()]
+        if base is None:
+            if text in self._by_name:
+                return self._by_name[text]
+            if text.casefold() in self._by_folded:
+                return self._by_folded[text.casefold()]
         try:
-            index = int(text)
+            number = int(text)
         except ValueError:
+            if base is not None:
+                raise data_error(
+                    self.source,
+                    f"patch {patch!r}: label {text!r} is not a class number (the column "
+                    f"index{base} holds {base}-based class numbers)",
+                ) from None
             raise data_error(
                 self.source,
                 f"patch {patch!r}: label {text!r} is outside the class scheme {self.class_names}",
             ) from None
+        if base is None:
+            raise data_error(
+                self.source,
+                f"patch {patch!r}: label {text!r} is a class number, but the file does not say "
+                "whether numbers start at 0 or 1: name the label column index0 (0-based) or "
+                "index1 (1-based) in a header row, or write class names",
+            )
+        index = number - base
         if not 0 <= index < len(self.class_names):
             raise data_error(
                 self.source,
-                f"patch {patch!r}: label index {index} is outside the class scheme "
-                f"(0..{len(self.class_names) - 1})",
+                f"patch {patch!r}: label index {number} is outside the class scheme "
+                f"({base}..{len(self.class_names) - 1 + base}, {base}-based)",
             )
         return index
 
-    def from_probabilities(self, patch: str, values: Sequence[Any]) -> int:
-        """Resolve class fractions/probabilities (K = number of classes, or 17 IGBP)."""
+    def from_probabilities(self, patch: str, values: Sequence[Any]) -> int | None:
+        """Resolve class fractions/probabilities (K = number of classes, or 17 IGBP).
+
+        Returns:
+            The class index, or None when no configured class has a non-zero share (DFC2020's
+            8 classes leave out Savanna and Snow/Ice: a patch of those has no class).
+
+        """
         try:
             probs = np.asarray([float(v) for v in values], dtype=np.float64)
         except (TypeError, ValueError):
@@ -122,10 +154,14 @@ class LabelResolver:
                 f"(one per class) or {NUM_IGBP_CLASSES} (IGBP fractions)",
             )
         if float(scores.max(initial=0.0)) <= 0.0:
-            raise data_error(
-                self.source, f"patch {patch!r}: no configured class has a non-zero probability"
-            )
+            return None
         return int(np.argmax(scores))
+
+    def no_class(self, patch: str) -> DataError:
+        """Return the error for a patch on disk whose row gives no configured class a share."""
+        return data_error(
+            self.source, f"patch {patch!r}: no configured class has a non-zero probability"
+        )
 
     def _igbp_class_columns(self) -> list[int]:
         if self._igbp_columns is None:
@@ -136,68 +172,56 @@ class LabelResolver:
                     raise data_error(
                         self.source,
                         f"17-column IGBP fractions need simplified-IGBP class names "
-                        f"{list(SIMPLIFIED_IGBP_CLASSES)}; class {name!r} is not one",
+                        f"{list(SIMPLIFIED_IGBP_CLASSES)}; class {name!r} is not one "
+                        "(`cloudxfer prepare sen12ms` writes a data file with them)",
                     )
                 columns.append(folded.index(name.casefold()))
             self._igbp_columns = columns
         return self._igbp_columns
 
 
-def read_labels(path: str | Path, class_names: Sequence[str]) -> dict[str, int]:
-    """Read a labels file into ``{patch key: class index}``.
+def read_labels(
+    path: str | Path, class_names: Sequence[str], present: Collection[str] | None = None
+) -> dict[str, int]:
+    """Read a labels CSV into ``{patch key: class index}``.
 
-    Forms: CSV ``patch,label`` (class name or 0-based index), CSV ``patch,p1..pK``
-    (argmax; K = number of classes, or 17 IGBP fractions converted to simplified IGBP), or a
-    pickle mapping patch name -> probability vector. A header row is recognised when its first
-    cell is one of :data:`HEADER_KEYS`. Patch names may carry ``.tif``.
+    Forms: ``patch,label`` (class names), ``patch,index0`` / ``patch,index1`` (class numbers
+    of the stated base; a header row is then required), ``patch,p1..pK`` (argmax; K = number
+    of classes, or 17 IGBP fractions converted to simplified IGBP). A header row is recognised
+    when its first cell is one of :data:`HEADER_KEYS`. Patch names may carry ``.tif``.
 
     Args:
         path: The labels file.
         class_names: Configured classes in index order.
+        present: Patch keys on disk (None: all rows count). A row of probabilities giving no
+            configured class a share is an error for a patch on disk and ignored otherwise.
 
     Returns:
-        Mapping from patch key (no extension) to class index.
+        Mapping from patch key (no extension) to class index (patches without a class left
+        out).
 
     Raises:
-        DataError: Missing/unreadable file, malformed rows, a patch listed twice (naming both
-            lines, or both names in a pickle), or labels outside the class scheme; the message
-            names the file.
+        DataError: Missing/unreadable file, a pickle (read by ``cloudxfer prepare`` only),
+            malformed rows, a patch listed twice (naming both lines), class numbers of
+            unstated base, or labels outside the class scheme; the message names the file.
 
     """
     path = Path(path)
     if not path.is_file():
         raise data_error(path, "labels file not found")
-    resolver = LabelResolver(class_names, path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        entries = _read_pickle(path)
-        labels: dict[str, int] = {}
-        names: dict[str, str] = {}
-        for name, probs in entries.items():
-            key = patch_key(str(name))
-            if key in names:  # two names of one patch (``a`` and ``a.tif``, other folders)
-                raise data_error(
-                    path, f"patch {key!r} is listed twice (as {names[key]!r} and {str(name)!r})"
-                )
-            names[key] = str(name)
-            labels[key] = resolver.from_probabilities(key, list(np.ravel(probs)))
-        return labels
-    return _read_csv(path, resolver)
+        raise data_error(
+            path,
+            "a labels pickle is read once by `cloudxfer prepare sen12ms --labels "
+            f"{path.name}`, which writes the labels into the data-set file's patch table; "
+            "give that data file (--dataset) instead",
+        )
+    return _read_csv(path, LabelResolver(class_names, path), present)
 
 
-def _read_pickle(path: Path) -> Mapping[Any, Any]:
-    # Pickles run code when loaded: only read label files you trust (as with the original
-    # IGBP_probability_labels.pkl).
-    try:
-        with path.open("rb") as handle:
-            entries = pickle.load(handle)  # noqa: S301
-    except Exception as exc:  # any unpickling failure is a bad file
-        raise data_error(path, f"cannot read labels pickle: {exc}") from exc
-    if not isinstance(entries, Mapping):
-        raise data_error(path, "labels pickle must hold a dict patch name -> probabilities")
-    return entries
-
-
-def _read_csv(path: Path, resolver: LabelResolver) -> dict[str, int]:
+def _read_csv(
+    path: Path, resolver: LabelResolver, present: Collection[str] | None
+) -> dict[str, int]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -205,34 +229,45 @@ def _read_csv(path: Path, resolver: LabelResolver) -> dict[str, int]:
             rows = [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise data_error(path, f"cannot read labels CSV: {exc}") from exc
+    base: int | None = None
     if rows and rows[0][1][0].strip().casefold() in HEADER_KEYS:
+        header = rows[0][1]
+        if len(header) == 2:
+            base = INDEX_BASES.get(header[1].strip().casefold())
         rows = rows[1:]
     if not rows:
         raise data_error(path, "labels file holds no rows")
     labels: dict[str, int] = {}
     first_line: dict[str, int] = {}
+    seen: dict[str, int | None] = {}
     for line, row in rows:
         if len(row) < 2:
             raise data_error(path, f"line {line} needs 'patch,label' or 'patch,p1..pK': {row}")
         key = patch_key(row[0])
+        index: int | None
         if len(row) == 2:
-            index = resolver.from_label(key, row[1])
+            index = resolver.from_label(key, row[1], base)
         else:
             index = resolver.from_probabilities(key, row[1:])
+            if index is None and (present is None or key in present):
+                raise resolver.no_class(key)
         if key in first_line:
             # even an identical repeat: a tile listed twice is an edited or merged file gone wrong
-            differ = " with different labels" if labels[key] != index else ""
+            differ = " with different labels" if seen[key] != index else ""
             raise data_error(
                 path, f"patch {key!r} is listed twice{differ} (lines {first_line[key]} and {line})"
             )
         first_line[key] = line
-        labels[key] = index
+        seen[key] = index
+        if index is not None:
+            labels[key] = index
     return labels
 
 
 __all__ = [
     "DataError",
     "IGBP_TO_SIMPLIFIED",
+    "INDEX_BASES",
     "LabelResolver",
     "SIMPLIFIED_IGBP_CLASSES",
     "igbp_to_simplified",

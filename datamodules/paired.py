@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.clouds import CloudLayer, blend, cloud_fraction
 from datamodules.errors import data_error
+from datamodules.footprints import Footprint, overlapping_pairs
 from datamodules.normalisation import (
+    NUM_CHANNELS,
     S2_RGB_BANDS,
     SarNanPolicy,
     Standardisation,
@@ -34,6 +37,9 @@ from datamodules.normalisation import (
     scaling_constants,
     warn_filled_sar,
 )
+from datamodules.patch_table import PatchEntry, read_patch_table
+from datamodules.progress import Progress
+from datamodules.raster import raster_side
 from datamodules.runfiles import write_json
 from datamodules.sampling import EpochShuffle
 from datamodules.source_scenes import SourceScenesDataModule
@@ -52,7 +58,13 @@ from datamodules.splits import (
     subset_ids,
     write_split_csv,
 )
-from datamodules.store import PackedStore, content_key, default_store_dir, open_or_warn
+from datamodules.store import (
+    PackedStore,
+    StoreWriter,
+    content_key,
+    default_store_dir,
+    open_or_warn_streaming,
+)
 from datamodules.tiles import (
     PairReader,
     PairTile,
@@ -68,6 +80,12 @@ TrainSubset = Literal["labelled", "unlabelled", "train"]
 SPLIT_FILENAME = "split.csv"
 NORMALISATION_FILENAME = "normalisation.json"
 MAX_SCAN_THREADS = 8
+STORE_CHUNK = 64
+"""Patches decoded per chunk of a packed store's build: its memory is one chunk's patches
+(a 256-px SEN12MS pair reads as about 0.9 MB), whatever the data set's size."""
+POOL_STREAM = 0x706F6F6C
+"""Random stream of the ``unlabelled_pool`` draw (``[split_seed, POOL_STREAM]``): a key no
+other draw of the split, hold-out or epoch order uses, so sizing the pool changes none of them."""
 """Threads reading patches during validation (GDAL releases the GIL while decoding)."""
 Sample = dict[str, Any]
 
@@ -211,6 +229,13 @@ class PairedDataModule(L.LightningDataModule):
             training seed), and of the test split unless ``test_seed`` is given.
         test_seed: Seed of the train/test split, fixed by the data (profile ``data_seed``) so
             every training seed is scored on the same test tiles; None: ``split_seed``.
+        patches_file: A prepared patch table (``cloudxfer prepare`` writes it beside the data
+            file: ``datamodules.patch_table``): the patches to read, their labels, scenes and
+            fixed train/test split. The data root is then not scanned, ``labels_file`` and
+            ``test_fraction`` are not read, each stage's held-out tiles are whole scenes, and
+            no test or held-out tile may overlap a training tile on the ground.
+        allow_overlap: With ``patches_file``, warn instead of refusing test or held-out tiles
+            whose footprint overlaps a training tile's.
         split_file: A ``split.csv`` to reuse instead of drawing a split.
         train_subset: What the train loader serves.
         clear_twins: Add ``image_opt_clear`` (the optical tile before cloud pasting) to the
@@ -229,6 +254,13 @@ class PairedDataModule(L.LightningDataModule):
             are resized to ``tile_size``, flipped at random and standardised with this data
             set's *optical* standardisation, so they live where the target's optical tiles
             (and f_S's inputs) do. None: no source stream.
+        unlabelled_pool: Keep only this many of the stage's unlabelled training tiles (those of
+            ``train_subset`` left after the held-out tiles are removed; labelled ones all stay),
+            drawn from ``split_seed``'s own stream (:data:`POOL_STREAM`): nested (a smaller pool
+            lies inside every larger one of the same seed), and the test split, the labelled
+            draw and the held-out tiles are the same whatever the size. For the unlabelled-pool
+            figure (``make fig-pool``). None: every such tile. Refused with ``train_subset``
+            ``labelled`` (nothing to draw from).
         predict_subset: What the predict loader serves.
         sar_nan: NaN/inf policy for SAR (``fill`` or ``reject``).
         cache: Keep decoded tiles in memory after validation (when ``store`` is off).
@@ -257,11 +289,14 @@ class PairedDataModule(L.LightningDataModule):
         labelled_per_class: int = DEFAULT_LABELLED_PER_CLASS,
         split_seed: int | None = None,
         test_seed: int | None = None,
+        patches_file: str | None = None,
+        allow_overlap: bool = False,
         split_file: str | None = None,
         train_subset: TrainSubset = "unlabelled",
         labelled_stream: bool = False,
         clear_twins: bool = False,
         source_stream: str | None = None,
+        unlabelled_pool: int | None = None,
         predict_subset: SubsetName = "test",
         sar_nan: SarNanPolicy = "fill",
         cache: bool = True,
@@ -306,12 +341,25 @@ class PairedDataModule(L.LightningDataModule):
         self.labelled_per_class = labelled_per_class
         self.split_seed = split_seed
         self.test_seed = test_seed
+        self.patches_file = patches_file
+        self.allow_overlap = allow_overlap
+        self._table: dict[str, PatchEntry] | None = None
+        self._checked_val = False
         self.split_file = split_file
         self.train_subset: TrainSubset = train_subset
         self.labelled_stream = labelled_stream
         self.clear_twins = clear_twins
         self.source_stream = source_stream
         self._source_images: SourceScenesDataModule | None = None
+        if unlabelled_pool is not None:
+            if unlabelled_pool < 1:
+                raise ValueError(f"unlabelled_pool must be >= 1 (or None), got {unlabelled_pool}")
+            if train_subset == "labelled":
+                raise ValueError(
+                    f"unlabelled_pool={unlabelled_pool} needs unlabelled training tiles, but "
+                    "train_subset is 'labelled'"
+                )
+        self.unlabelled_pool = unlabelled_pool
         self.predict_subset: SubsetName = predict_subset
         self.sar_nan: SarNanPolicy = sar_nan
         self.cache = cache
@@ -344,6 +392,35 @@ class PairedDataModule(L.LightningDataModule):
 
     def _prepare_clouds(self, tile_ids: Sequence[str]) -> None:
         """Prepare cloud layers once the tiles are known (run once in :meth:`setup`)."""
+
+    def _patch_paths(self, patch: str) -> tuple[Path, Path, Path | None]:
+        """Return a patch's optical, SAR and (optional) mask files (for a patch table)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read a patch table")
+
+    def _table_refs(self) -> list[PatchRef]:
+        """Read the prepared patch table: the patches to read, with their labels.
+
+        Raises:
+            DataError: A bad table, or a patch it lists missing from the data root.
+
+        """
+        assert self.patches_file is not None
+        entries = read_patch_table(self.patches_file, self.class_names)
+        self._table = {e.patch: e for e in entries}
+        index = {name: i for i, name in enumerate(self.class_names)}
+        refs = []
+        for entry in entries:
+            opt, sar, mask = self._patch_paths(entry.patch)
+            for path in (opt, sar):
+                if not path.is_file():
+                    raise data_error(
+                        path,
+                        f"file of patch {entry.patch!r} (listed in {self.patches_file}) not "
+                        "found: the data root changed since `cloudxfer prepare`; run it again",
+                    )
+            label = index[entry.label] if entry.label else UNLABELLED
+            refs.append(PatchRef(entry.patch, label, opt, sar, mask))
+        return refs
 
     # --- public API ---------------------------------------------------------------------
     @property
@@ -402,6 +479,18 @@ class PairedDataModule(L.LightningDataModule):
             )
         return self._source_images
 
+    def find_patches(self) -> list[PatchRef]:
+        """Return the patch pairs on disk with their labels, reading no pixel.
+
+        Checks what needs no decoding (folders, twins, the labels file); ``cloudxfer prepare``
+        starts here.
+
+        Raises:
+            DataError: A missing folder or twin, or a bad labels file.
+
+        """
+        return self._scan()
+
     @property
     def split_rows(self) -> list[SplitRow]:
         """The split (after :meth:`setup`)."""
@@ -431,7 +520,8 @@ class PairedDataModule(L.LightningDataModule):
             self._source = DecodedTiles(self._reader(), cache)
         warn_filled_sar(replaced)
         self._prepare_clouds(list(tiles))
-        labels = str(self.labels_path)
+        table = self._table
+        labels = str(self.patches_file if table is not None else self.labels_path)
         if self.split_file is not None:
             rows = self._load_split(tiles)
         else:
@@ -444,9 +534,15 @@ class PairedDataModule(L.LightningDataModule):
                 seed=self.split_seed,
                 labels_file=labels,
                 test_seed=self.test_seed,
+                test_patches=None
+                if table is None
+                else {p for p, e in table.items() if e.split == "test"},
             )
         self._tiles, self._rows = tiles, rows
         self._datasets = {}
+        self._checked_val = False
+        if table is not None:
+            self._check_overlap(subset_ids(rows, "test"), subset_ids(rows, "train"), "test")
 
     def subset_dataset(self, subset: SubsetName) -> PairedTileDataset:
         """Return the dataset of a subset.
@@ -457,6 +553,10 @@ class PairedDataModule(L.LightningDataModule):
         """
         _check_choice("subset", subset, get_args(SubsetName))
         self.setup()
+        if subset in ("fit", "val", "fit_labelled") and not self._checked_val:
+            self._checked_val = True
+            if self._table is not None:
+                self._check_overlap(self._subset_ids("val"), self._subset_ids("fit"), "held-out")
         if subset not in self._datasets:
             assert self._tiles is not None and self._rows is not None
             dataset = self._make_dataset([self._tiles[i] for i in self._subset_ids(subset)])
@@ -477,8 +577,83 @@ class PairedDataModule(L.LightningDataModule):
         wanted = set(subset_ids(self._rows, self.train_subset))
         rows = [row for row in self._rows if row.id in wanted]
         stratify = self.train_subset != "unlabelled"
-        held = holdout_ids(rows, self.val_fraction, self.split_seed, stratify)
-        return [row.id for row in rows if (row.id in held) == (subset == "val")]
+        groups = None if self._table is None else {p: e.group for p, e in self._table.items()}
+        held = holdout_ids(rows, self.val_fraction, self.split_seed, stratify, groups)
+        if subset == "val":
+            return [row.id for row in rows if row.id in held]
+        return self._pooled([row.id for row in rows if row.id not in held], len(held))
+
+    def _pooled(self, fit: list[str], n_held: int) -> list[str]:
+        """Keep ``unlabelled_pool`` of the fit tiles' unlabelled ones (every labelled one).
+
+        The pool's tiles are the first ``unlabelled_pool`` of one seeded permutation of the
+        sorted unlabelled fit ids, so pools of one seed are nested; order is kept.
+
+        Raises:
+            DataError: ``unlabelled_pool`` exceeds the unlabelled tiles there are.
+
+        """
+        if self.unlabelled_pool is None:
+            return fit
+        assert self._rows is not None
+        labelled = set(subset_ids(self._rows, "labelled"))
+        unlabelled = sorted(i for i in fit if i not in labelled)
+        if self.unlabelled_pool > len(unlabelled):
+            raise data_error(
+                self.root,
+                f"unlabelled_pool={self.unlabelled_pool} exceeds the {len(unlabelled)} "
+                f"unlabelled training tiles of train_subset {self.train_subset!r} (after the "
+                f"{n_held} held out for validation); give at most {len(unlabelled)}",
+            )
+        order = np.random.default_rng([self.split_seed, POOL_STREAM]).permutation(len(unlabelled))
+        kept = {unlabelled[i] for i in order[: self.unlabelled_pool]}
+        return [i for i in fit if i in labelled or i in kept]
+
+    def _check_overlap(self, queries: Sequence[str], training: Sequence[str], what: str) -> None:
+        """Refuse (or with ``allow_overlap`` warn about) tiles overlapping training tiles.
+
+        Patches are compared first; only the tiles of overlapping patches are then compared,
+        from the footprints the patch table keeps (patches without a CRS are not compared).
+        """
+        assert self._tiles is not None and self._table is not None
+        table, tiles = self._table, self._tiles
+
+        def by_patch(ids: Sequence[str]) -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {}
+            for tid in ids:
+                if table[tiles[tid].patch].crs:
+                    found.setdefault(tiles[tid].patch, []).append(tid)
+            return found
+
+        query_patches, train_patches = by_patch(queries), by_patch(training)
+        qp, tp = sorted(query_patches), sorted(train_patches)
+        boxes = [table[p] for p in qp], [table[p] for p in tp]
+        candidates = overlapping_pairs(
+            [e.tile(0, 0, e.size) for e in boxes[0]], [e.tile(0, 0, e.size) for e in boxes[1]]
+        )
+        bad: list[tuple[str, str]] = []
+        for qi, ti in candidates:
+            q_ids, t_ids = query_patches[qp[qi]], train_patches[tp[ti]]
+            q_boxes = [self._footprint(tid) for tid in q_ids]
+            t_boxes = [self._footprint(tid) for tid in t_ids]
+            bad += [(q_ids[a], t_ids[b]) for a, b in overlapping_pairs(q_boxes, t_boxes)]
+        if not bad:
+            return
+        n_bad = len({q for q, _ in bad})
+        message = (
+            f"{n_bad} of {len(queries)} {what} tile(s) overlap a training tile on the ground "
+            f"(first: {bad[0][0]} overlaps {bad[0][1]}): neighbouring SEN12MS patches share "
+            "half their area; prepare a scene-grouped split (the default), or pass "
+            "--allow-overlap to `cloudxfer prepare` to accept it"
+        )
+        if not self.allow_overlap:
+            raise data_error(str(self.patches_file), message)
+        warnings.warn(f"{self.patches_file}: {message} (allowed)", stacklevel=2)
+
+    def _footprint(self, tile_id: str) -> Footprint:
+        assert self._tiles is not None and self._table is not None
+        tile = self._tiles[tile_id]
+        return self._table[tile.patch].tile(tile.top, tile.left, self.tile_size)
 
     def sample_key(self, subset: SubsetName) -> str:
         """Hash of everything that determines a subset's samples (for caches of model outputs).
@@ -572,24 +747,24 @@ class PairedDataModule(L.LightningDataModule):
 
         """
         assert self._tiles_key is not None
+        sizes = self._patch_sizes(refs)
+        size = self.tile_size
+        first_row = [0]
+        for side in sizes:
+            first_row.append(first_row[-1] + len(tile_offsets(side, size, self.tiling)))
+        n = first_row[-1]
+        specs = {
+            "opt": ((n, NUM_CHANNELS, size, size), "float32"),
+            "sar": ((n, NUM_CHANNELS, size, size), "float32"),
+            "mask_fraction": ((n,), "float32"),
+        }
 
-        def build() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-            tiles, cache, replaced = self._validate(refs, keep=True)
-            decoded = DecodedTiles(self._reader(), cache)
-            scaled = [decoded.scaled(tile) for tile in tiles.values()]
-            arrays = {
-                "opt": np.stack([opt for opt, _, _ in scaled]),
-                "sar": np.stack([sar for _, sar, _ in scaled]),
-                "mask_fraction": np.asarray([f for _, _, f in scaled], dtype=np.float32),
-            }
-            meta = {
-                "root": str(self.root.resolve()),
-                "tiles": [[t.id, t.patch, t.top, t.left] for t in tiles.values()],
-                "sar_replaced": replaced,
-            }
-            return arrays, meta
+        def build(writer: StoreWriter) -> dict[str, Any]:
+            return self._fill_store(refs, sizes, first_row, writer)
 
-        store = open_or_warn(self.store_dir, self.dataset_name, self._tiles_key, build)
+        store = open_or_warn_streaming(
+            self.store_dir, self.dataset_name, self._tiles_key, specs, build
+        )
         if store is None:
             return None
         by_patch = {ref.patch: ref for ref in refs}
@@ -600,6 +775,65 @@ class PairedDataModule(L.LightningDataModule):
                 tid, patch, ref.label, ref.opt_path, ref.sar_path, top, left, ref.mask_path
             )
         return tiles, StoredTiles(store), store.meta.get("sar_replaced", {})
+
+    def _patch_sizes(self, refs: Sequence[PatchRef]) -> list[int]:
+        """Each patch's side: from the patch table, else from its optical file's header."""
+        if self._table is not None:
+            return [self._table[ref.patch].size for ref in refs]
+        threads = max(1, min(MAX_SCAN_THREADS, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(lambda ref: raster_side(ref.opt_path, "optical patch"), refs))
+
+    def _fill_store(
+        self,
+        refs: Sequence[PatchRef],
+        sizes: Sequence[int],
+        first_row: Sequence[int],
+        writer: StoreWriter,
+    ) -> dict[str, Any]:
+        """Validate and scale every patch into the store's rows, chunk by chunk (resumable).
+
+        Memory holds one chunk of decoded patches (:data:`STORE_CHUNK`); each chunk ends with
+        a checkpoint an interrupted build resumes from.
+        """
+        reader = self._reader()
+        done = int(writer.state.get("patches", 0))
+        replaced: dict[str, int] = dict(writer.state.get("sar_replaced", {}))
+        progress = Progress(f"packing {self.dataset_name} tiles (patches)", len(refs), done=done)
+        threads = max(1, min(MAX_SCAN_THREADS, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for start in range(done, len(refs), STORE_CHUNK):
+                chunk = refs[start : start + STORE_CHUNK]
+                opt, sar, fraction = (writer.arrays[k] for k in ("opt", "sar", "mask_fraction"))
+                for index, ref, (arrays, n_replaced) in zip(
+                    range(start, start + len(chunk)), chunk, pool.map(reader.read_patch, chunk),
+                    strict=True,
+                ):  # fmt: skip
+                    if n_replaced:
+                        replaced[str(ref.sar_path)] = n_replaced
+                    side = arrays.opt_dn.shape[-1]
+                    if side != sizes[index]:
+                        raise data_error(
+                            ref.opt_path,
+                            f"optical patch is {side} px, but {sizes[index]} px when it was "
+                            "listed (the file changed; run `cloudxfer prepare` again)",
+                        )
+                    offsets = tile_offsets(side, self.tile_size, self.tiling)
+                    for row, (_, _, top, left) in enumerate(offsets, start=first_row[index]):
+                        tile = cut_tile(arrays, top, left, self.tile_size)
+                        opt[row] = scale_s2(tile.opt_dn)
+                        sar[row] = sar_channels(tile.sar_db)
+                        fraction[row] = math.nan if tile.mask is None else cloud_fraction(tile.mask)
+                    progress.update()
+                del opt, sar, fraction  # the checkpoint maps them afresh
+                writer.checkpoint(patches=start + len(chunk), sar_replaced=replaced)
+        progress.close()
+        tiles = [
+            [tile_id(ref.patch, row, col), ref.patch, top, left]
+            for ref, side in zip(refs, sizes, strict=True)
+            for row, col, top, left in tile_offsets(side, self.tile_size, self.tiling)
+        ]
+        return {"root": str(self.root.resolve()), "tiles": tiles, "sar_replaced": replaced}
 
     def _validate(
         self, refs: Sequence[PatchRef], keep: bool

@@ -140,6 +140,22 @@ def check_square(array: np.ndarray, path: str | Path, what: str, min_size: int) 
     return int(height)
 
 
+def raster_side(path: str | Path, what: str) -> int:
+    """Return a raster's width from its header (no pixel read).
+
+    Raises:
+        DataError: Missing, unreadable or not a raster; the message names the file.
+
+    """
+    try:
+        with rasterio.open(path) as src:
+            return int(src.width)
+    except (RasterioError, OSError) as exc:
+        raise data_error(
+            path, f"cannot read {what} as GeoTIFF (corrupt or truncated?): {exc}"
+        ) from exc
+
+
 def is_geotiff(path: Path) -> bool:
     """Return whether a path has a GeoTIFF suffix (case-insensitive)."""
     return path.suffix.lower() in GEOTIFF_SUFFIXES

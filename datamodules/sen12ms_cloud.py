@@ -189,7 +189,26 @@ class Sen12msCloudDataModule(PairedDataModule):
             sar_nan=self.sar_nan,
         )
 
+    def _patch_paths(self, patch: str) -> tuple[Path, Path, Path | None]:
+        """Return a patch's S2 and S1 files from its key (``<season>_s2_<scene>_p<N>``)."""
+        match = PATCH_NAME.match(patch)
+        if match is None or match["sensor"] != "s2":
+            raise data_error(
+                str(self.patches_file),
+                f"{patch!r} is not an S2 patch key (<season>_s2_<scene>_p<N>)",
+            )
+        season, scene, number = match["season"], match["scene"], match["number"]
+        s2 = self.root / season / f"s2_{scene}" / f"{patch}.tif"
+        s1 = self.root / season / f"s1_{scene}" / f"{season}_s1_{scene}_p{number}.tif"
+        return s2, s1, None
+
     def _scan(self) -> list[PatchRef]:
+        if self.patches_file is not None:
+            if not self.root.is_dir():
+                raise data_error(self.root, "dataset root not found")
+            refs = self._table_refs()
+            self._paster = CloudPaster(self.clouds)
+            return refs
         pairs = [
             pair
             for folder in resolve_seasons(self.root, self.seasons)
@@ -197,7 +216,8 @@ class Sen12msCloudDataModule(PairedDataModule):
         ]
         if not pairs:
             raise data_error(self.root, "no S2/S1 patch pairs found in the season folders")
-        labels = read_labels(self.labels_path, self.class_names)
+        present = {s2_path.stem for s2_path, _ in pairs}
+        labels = read_labels(self.labels_path, self.class_names, present)
         refs = []
         for s2_path, s1_path in pairs:
             # a patch the labels file does not name joins the unlabelled pool

@@ -1,7 +1,9 @@
 """Source domain: cloud-free optical scenes in torchvision ``ImageFolder`` layout.
 
 ``<root>/<class name>/<image>.{png,jpg,tif,...}``; class names are the folder names, sorted
-(or the ``classes`` argument, which fixes their order and may leave folders out).
+(or the ``classes`` argument, which fixes their order and may leave folders out). The root may
+be torchgeo's parent folder (``<root>/NWPU-RESISC45/<class>/``); hidden files and folders and
+``__MACOSX`` are skipped, and a root of one class is refused (``datamodules.source_layout``).
 
 We use torchvision's ImageFolder helpers (``find_classes``, ``make_dataset``,
 ``default_loader``, ``IMG_EXTENSIONS``) and its v2 transforms, but not the ``ImageFolder``
@@ -24,7 +26,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
-from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes, make_dataset
+from torchvision.datasets.folder import (
+    IMG_EXTENSIONS,
+    default_loader,
+    has_file_allowed_extension,
+    make_dataset,
+)
 from torchvision.transforms import v2
 
 from datamodules.clouds import CloudConfig, CloudPaster
@@ -32,6 +39,7 @@ from datamodules.errors import DataError, data_error
 from datamodules.normalisation import NUM_CHANNELS
 from datamodules.runfiles import write_json
 from datamodules.sampling import EpochShuffle
+from datamodules.source_layout import class_folders, is_skipped, resolve_source_root
 from datamodules.splits import SplitRow, write_split_csv
 from datamodules.store import PackedStore, content_key, default_store_dir, open_or_warn
 
@@ -44,8 +52,21 @@ MAX_CHECK_THREADS = 8
 Sample = dict[str, Any]
 
 
+def is_image_file(relative: str | Path) -> bool:
+    """Whether a path (relative to the root) is an image to read.
+
+    It needs an image suffix and no hidden or ``__MACOSX`` part: macOS archives carry
+    ``._<name>.jpg`` resource forks beside the images.
+    """
+    if not has_file_allowed_extension(str(relative), IMG_EXTENSIONS):
+        return False
+    return not any(is_skipped(part) for part in Path(relative).parts)
+
+
 def list_images(root: Path, class_names: Sequence[str]) -> list[tuple[Path, int]]:
     """List ``(image path, class index)`` for the given class folders, sorted.
+
+    Hidden files and folders (``._x.jpg`` resource forks among them) are skipped.
 
     Raises:
         DataError: Missing class folder or a class folder holding no image.
@@ -56,7 +77,12 @@ def list_images(root: Path, class_names: Sequence[str]) -> list[tuple[Path, int]
         folder = root / name
         if not folder.is_dir():
             raise data_error(folder, f"class folder for {name!r} not found")
-        found = make_dataset(str(root), {name: index}, extensions=IMG_EXTENSIONS, allow_empty=True)
+        found = make_dataset(
+            str(root),
+            {name: index},
+            is_valid_file=lambda path: is_image_file(Path(path).relative_to(root)),
+            allow_empty=True,
+        )
         if not found:
             raise data_error(folder, f"class folder holds no image ({', '.join(IMG_EXTENSIONS)})")
         samples.extend((Path(path), target) for path, target in sorted(found))
@@ -226,7 +252,7 @@ class SourceScenesDataModule(L.LightningDataModule):
             raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
         if image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {image_size}")
-        self.root = Path(root)
+        self.root = resolve_source_root(root)
         self.mean = [float(v) for v in mean]
         self.std = [float(v) for v in std]
         self.image_size = image_size
@@ -241,12 +267,7 @@ class SourceScenesDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         if classes is None:
-            if not self.root.is_dir():
-                raise data_error(self.root, "dataset root not found")
-            try:
-                classes, _ = find_classes(str(self.root))
-            except FileNotFoundError as exc:
-                raise data_error(self.root, "no class folders found") from exc
+            classes = class_folders(self.root)
         self.class_names: list[str] = list(classes)
         self.num_classes: int = len(self.class_names)
         self._rows: list[SplitRow] | None = None

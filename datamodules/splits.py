@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -62,6 +63,7 @@ def make_split(
     seed: int = 0,
     labels_file: str | Path = "labels file",
     test_seed: int | None = None,
+    test_patches: Collection[str] | None = None,
 ) -> list[SplitRow]:
     """Split tiles into labelled / unlabelled / test.
 
@@ -77,6 +79,8 @@ def make_split(
         labels_file: Named in the error for a class too small for the labelled subset.
         test_seed: Seed of the train/test draw, the data's own: with it fixed, runs of several
             training seeds are scored on the same test tiles.
+        test_patches: The test split's patches, fixed by the data (a prepared patch table's
+            scene hold-out); None: drawn at random per class with ``test_fraction``.
 
     Returns:
         One row per tile, in the order of ``tiles``.
@@ -98,7 +102,10 @@ def make_split(
     test_seed = seed if test_seed is None else test_seed
     rng = np.random.default_rng(test_seed)
     split_of: dict[str, str] = {}
-    for index in range(len(class_names)):
+    if test_patches is not None:
+        fixed = set(test_patches)
+        split_of = {p: "test" if p in fixed else "train" for p in patch_label}
+    for index in range(len(class_names) if test_patches is None else 0):
         patches = sorted(p for p, label in patch_label.items() if label == index)
         order = rng.permutation(len(patches))
         n_test = int(round(test_fraction * len(patches)))
@@ -138,18 +145,27 @@ def subset_ids(rows: Iterable[SplitRow], subset: str) -> list[str]:
     return [row.id for row in rows if row.split in wanted]
 
 
-def holdout_ids(rows: Sequence[SplitRow], fraction: float, seed: int, stratify: bool) -> set[str]:
+def holdout_ids(
+    rows: Sequence[SplitRow],
+    fraction: float,
+    seed: int,
+    stratify: bool,
+    groups: Mapping[str, str] | None = None,
+) -> set[str]:
     """Ids held out from ``rows`` (one stage's training tiles) to validate that stage.
 
     Whole patches are held out, so no tile of a held-out patch is trained on. With ``stratify``
     (stages that train on labels anyway) each class keeps its share, at least one patch per
     class with two or more; otherwise the draw ignores labels (unlabelled tiles stay unlabelled).
+    With ``groups`` (a patch's scene), whole groups are held out instead
+    (:func:`holdout_groups`), so overlapping neighbours never straddle fit and validation.
 
     Args:
         rows: The training tiles of the stage.
         fraction: Share of the patches held out, in [0, 1).
         seed: Seed of the draw (the split seed).
         stratify: Draw per class.
+        groups: Patch -> group (scene); None: every patch its own group.
 
     Returns:
         The held-out tile ids.
@@ -159,22 +175,83 @@ def holdout_ids(rows: Sequence[SplitRow], fraction: float, seed: int, stratify: 
         raise ValueError(f"val_fraction must lie in [0, 1), got {fraction}")
     if fraction == 0.0:
         return set()
-    groups: dict[int, list[str]] = {}
+    if groups is not None:
+        return holdout_groups(rows, fraction, seed, stratify, groups)
+    by_class: dict[int, list[str]] = {}
     for row in rows:
-        group = groups.setdefault(row.label if stratify else 0, [])
+        group = by_class.setdefault(row.label if stratify else 0, [])
         if row.patch not in group:
             group.append(row.patch)
     rng = np.random.default_rng(
         [seed, 1]
     )  # a stream of its own: the split's draws stay as they were
     held: set[str] = set()
-    for key in sorted(groups):
-        patches = sorted(groups[key])
+    for key in sorted(by_class):
+        patches = sorted(by_class[key])
         n = int(round(fraction * len(patches)))
         if stratify and len(patches) > 1:
             n = max(n, 1)
         held.update(patches[i] for i in rng.permutation(len(patches))[:n])
     return {row.id for row in rows if row.patch in held}
+
+
+def holdout_groups(
+    rows: Sequence[SplitRow],
+    fraction: float,
+    seed: int,
+    stratify: bool,
+    groups: Mapping[str, str],
+) -> set[str]:
+    """Ids of the whole groups (scenes) held out from ``rows`` to validate a stage.
+
+    Groups are drawn in a seeded order until the held-out patches reach ``round(fraction *
+    n)`` (per class with ``stratify``: a class short of its share draws the next group that
+    holds it, at least one when the class lies in two or more groups), never taking a class's
+    last group (every class keeps training tiles).
+
+    Args:
+        rows: The training tiles of the stage.
+        fraction: Share of the patches held out, in (0, 1).
+        seed: Seed of the draw (the split seed).
+        stratify: Fill each class's share.
+        groups: Patch -> group.
+
+    Returns:
+        The held-out tile ids.
+
+    """
+    patch_label: dict[str, int] = {row.patch: row.label for row in rows}
+    members: dict[str, list[str]] = {}
+    for patch in sorted(patch_label):
+        members.setdefault(groups.get(patch, patch), []).append(patch)
+    order = sorted(members)
+    rng = np.random.default_rng([seed, 1, 1])  # its own stream (not that of patch hold-outs)
+    order = [order[i] for i in rng.permutation(len(order))]
+    per_group = {g: Counter(patch_label[p] for p in members[g]) for g in order}
+    remaining = Counter(patch_label.values())  # patches of each class left to train on
+    held: set[str] = set()
+    for label in sorted(remaining) if stratify else [None]:
+        total = (
+            len(patch_label)
+            if label is None
+            else remaining[label] + sum(per_group[g][label] for g in held)
+        )
+        wanted = int(round(fraction * total))
+        holding = [g for g in order if label is None or per_group[g][label]]
+        if stratify and len(holding) > 1:
+            wanted = max(wanted, 1)
+        done = sum(sum(per_group[g].values()) if label is None else per_group[g][label]
+                   for g in held)  # fmt: skip
+        for group in holding:
+            if done >= wanted:
+                break
+            if group in held or any(remaining[c] <= n for c, n in per_group[group].items()):
+                continue  # held already, or it would take some class's last training tiles
+            held.add(group)
+            remaining.subtract(per_group[group])
+            done += sum(per_group[group].values()) if label is None else per_group[group][label]
+    held_patches = {p for g in held for p in members[g]}
+    return {row.id for row in rows if row.patch in held_patches}
 
 
 def split_csv_text(rows: Iterable[SplitRow]) -> str:

@@ -140,8 +140,8 @@ def _label_rows(
     k = len(classes)
     if form == "name":
         return ["patch", "label"], [[p + suffix, classes[i]] for p, i in labels.items()]
-    if form == "index":
-        return ["patch", "label"], [[p + suffix, i] for p, i in labels.items()]
+    if form == "index":  # class numbers state their base in the header (0-based here)
+        return ["patch", "index0"], [[p + suffix, i] for p, i in labels.items()]
     if form == "probabilities":
         rows = []
         for p, i in labels.items():

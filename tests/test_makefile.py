@@ -52,6 +52,15 @@ def test_each_profile_keeps_its_runs_and_the_table_lands_in_results(target: str)
     assert f"results/{target}/" not in chosen
 
 
+@pytest.mark.parametrize("target", ["table1", "table2", "table3", "table4"])
+def test_a_prepared_data_file_and_a_source_folder_replace_the_simulated_ones(target: str) -> None:
+    real = _dry_run(target, "PROFILE=smoke", "DATASET=mine/sen12ms.yaml", "SOURCE=mine/NWPU")
+    assert f"--dataset {REPO_ROOT / 'mine' / 'sen12ms.yaml'}" in real
+    assert f"--source-root {REPO_ROOT / 'mine' / 'NWPU'}" in real
+    assert "--data-root" not in real and "sim0/source" not in real
+    assert real.count("--dataset ") == 1
+
+
 def test_figures_read_the_profiles_runs_and_write_to_results() -> None:
     fig7 = _dry_run("fig7", "PROFILE=smoke")
     assert "plot cloudy-clear results/smoke/table1 --out results/fig7.png" in fig7

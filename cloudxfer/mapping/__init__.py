@@ -5,17 +5,20 @@ strips of window rows (``reader``), classifies batches of windows with the check
 normalisation and an optional fallback for missing or fully clouded optical (``predictor``),
 averages overlapping windows' probabilities in a strip-sized buffer and writes finished rows
 of a tiled GeoTIFF plus a PNG preview (``writer``). Memory stays O(width x 64 x classes).
+Names are imported on first use (``cloudxfer map --help`` imports no torch).
 """
 
-from cloudxfer.mapping.predictor import FALLBACKS, FallbackPolicy, MapModel, WindowClassifier
-from cloudxfer.mapping.windows import WINDOW, StripAccumulator, window_offsets
+from cloudxfer.lazy import lazy_exports
 
-__all__ = [
-    "FALLBACKS",
-    "WINDOW",
-    "FallbackPolicy",
-    "MapModel",
-    "StripAccumulator",
-    "WindowClassifier",
-    "window_offsets",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "FALLBACKS": "options",
+        "WINDOW": "options",
+        "FallbackPolicy": "predictor",
+        "MapModel": "predictor",
+        "StripAccumulator": "windows",
+        "WindowClassifier": "predictor",
+        "window_offsets": "windows",
+    },
+)

@@ -12,7 +12,6 @@ import ctypes
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -20,9 +19,8 @@ import torch
 from tqdm import tqdm
 
 from cloudxfer.checkpoints import CheckpointError
+from cloudxfer.mapping.options import DEFAULT_BATCH, DEFAULT_STRIDE, build_parser
 from cloudxfer.mapping.predictor import (
-    DEFAULT_FALLBACK_THRESHOLD,
-    FALLBACKS,
     TARGET_STAGES,
     FallbackPolicy,
     MapModel,
@@ -35,10 +33,16 @@ from cloudxfer.mapping.writer import MapWriter
 from cloudxfer.runtime import configure_threads
 from datamodules.errors import DataError
 
-__all__ = ["MapSummary", "build_parser", "main", "map_scene"]
+__all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_STRIDE",
+    "MapSummary",
+    "build_parser",
+    "execute",
+    "main",
+    "map_scene",
+]
 
-DEFAULT_STRIDE = 32
-DEFAULT_BATCH = 64
 GDAL_CACHE_MB = 64
 """GDAL's block cache (MB): bounded, so peak memory does not follow the scene's size."""
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
@@ -109,46 +113,6 @@ def _windows(
     opt = None if strip.opt_dn is None else cut(strip.opt_dn)
     cloud = None if strip.cloud is None else cut(strip.cloud)
     return opt, cut(strip.sar_db), cut(strip.opt_valid), cloud
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Arguments of ``cloudxfer map``."""
-    p = argparse.ArgumentParser(
-        prog="cloudxfer map",
-        description="Classify a co-registered Sentinel-2/Sentinel-1 scene pair with sliding "
-        "64 x 64 windows into a class map (GeoTIFF: class, confidence) and a PNG preview.",
-    )
-    p.add_argument("--ckpt", type=Path, required=True, help="F2 target checkpoint")
-    p.add_argument("--sar", type=Path, required=True, help="S1 scene: VV, VH in dB")
-    p.add_argument("--opt", type=Path, help="S2 L1C scene (13 bands); omit only with a --fallback")
-    p.add_argument("--mask", type=Path, help="cloud mask on the same grid (1 band)")
-    p.add_argument("--out", type=Path, required=True, help="map GeoTIFF to write")
-    p.add_argument("--preview", type=Path, help="PNG preview (default: --out with .png)")
-    p.add_argument("--no-preview", action="store_true", help="write no PNG preview")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--stride", type=int, default=DEFAULT_STRIDE, help=f"window step, 1..{WINDOW}")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="windows per batch")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, ...")
-    p.add_argument("--no-bf16", action="store_true", help="float32 on GPU (default: bf16)")
-    p.add_argument("--threads", type=int, help="CPU compute threads (default: torch's)")
-    p.add_argument(
-        "--fallback",
-        choices=FALLBACKS,
-        default="none",
-        help="where a window's optical is missing or clouded beyond --fallback-threshold: "
-        "none, sar_auxiliary (F1 SAR auxiliary's prediction) or cloud_optical (full thick "
-        "cloud in place of the optical window)",
-    )
-    p.add_argument(
-        "--fallback-threshold",
-        type=float,
-        default=DEFAULT_FALLBACK_THRESHOLD,
-        help="unusable share (cloud or optical nodata) of a window above which it falls back",
-    )
-    p.add_argument("--sar-ckpt", type=Path, help="F1 SAR auxiliary checkpoint (sar_auxiliary)")
-    p.add_argument("--truth", type=Path, help="truth raster: print the map's OA against it")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
 
 
 def pin_mmap_threshold() -> None:
@@ -233,7 +197,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cloudxfer map``; returns the exit code (2 on bad input, nothing written)."""
-    args = build_parser().parse_args(argv)
+    return execute(build_parser().parse_args(argv))
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Map the scene of parsed arguments; a bad input is one error line and exit code 2."""
     try:
         return run(args)
     except (CheckpointError, DataError, FileExistsError, ValueError) as err:

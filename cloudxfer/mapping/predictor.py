@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from cloudxfer.checkpoints import CheckpointError, load_frozen_model
+from cloudxfer.mapping.options import DEFAULT_FALLBACK_THRESHOLD, FALLBACKS
 from datamodules.clouds import DEFAULT_CLOUDS, CloudConfig, cloud_layer
 from datamodules.normalisation import (
     S2_RGB_BANDS,
@@ -46,9 +47,6 @@ __all__ = [
 ]
 
 FallbackKind = Literal["none", "sar_auxiliary", "cloud_optical"]
-FALLBACKS: tuple[str, ...] = ("none", "sar_auxiliary", "cloud_optical")
-DEFAULT_FALLBACK_THRESHOLD = 0.9
-"""A window's optical is unusable when more than this share of it is cloud or nodata."""
 TARGET_STAGES = frozenset({"target"})
 CLOUD_FILL_SEED = 0
 """Seed of the one thick-cloud window (brightness, texture) used to fill missing optical."""

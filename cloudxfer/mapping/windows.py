@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WINDOW", "FinishedRows", "StripAccumulator", "window_offsets"]
+from cloudxfer.mapping.options import WINDOW
 
-WINDOW = 64
-"""Window side in pixels: the models' tile size."""
+__all__ = ["WINDOW", "FinishedRows", "StripAccumulator", "window_offsets"]
 
 
 def window_offsets(length: int, size: int = WINDOW, stride: int = WINDOW) -> list[int]:

@@ -1,6 +1,7 @@
 """Backbones and scene classifiers."""
 
 from cloudxfer.models.backbones import build_encoder, replace_first_conv
+from cloudxfer.models.bottleneck import BottleneckClassifier
 from cloudxfer.models.classifiers import (
     LateFusionClassifier,
     SceneClassifier,
@@ -9,6 +10,7 @@ from cloudxfer.models.classifiers import (
 )
 
 __all__ = [
+    "BottleneckClassifier",
     "LateFusionClassifier",
     "SceneClassifier",
     "build_encoder",

@@ -53,6 +53,10 @@ class SceneClassifier(nn.Module):
         self.encoder, width = build_encoder(backbone, CHANNELS_PER_INPUT * len(inputs), weights)
         self.head = nn.Linear(width, num_classes)
 
+    def encoder_inputs(self) -> list[tuple[str, list[str]]]:
+        """Return (module name, input keys) of its encoder: what pre-trained weights start."""
+        return [("encoder", list(self.inputs))]
+
     def features(self, batch: dict[str, Tensor]) -> Tensor:
         """Pooled encoder features, shape (B, width)."""
         x = torch.cat([batch[key] for key in self.inputs], dim=1)
@@ -92,6 +96,10 @@ class LateFusionClassifier(nn.Module):
         self.encoders = nn.ModuleDict(encoders)
         self.head = nn.Linear(sum(self.widths.values()), num_classes)
 
+    def encoder_inputs(self) -> list[tuple[str, list[str]]]:
+        """Return (module name, input key) of each modality's encoder."""
+        return [(f"encoders.{key}", [key]) for key in self.inputs]
+
     def features(self, batch: dict[str, Tensor]) -> Tensor:
         """Concatenated per-modality features, shape (B, sum of widths)."""
         return torch.cat([self.encoders[key](batch[key]) for key in self.inputs], dim=1)
@@ -122,10 +130,16 @@ class LateFusionClassifier(nn.Module):
 
 
 def build_model(spec: dict[str, Any], weights: str | None = None) -> nn.Module:
-    """Rebuild a classifier from its ``spec`` (as saved in a checkpoint)."""
+    """Rebuild a classifier from its ``spec`` (as saved in a checkpoint).
+
+    A kind's extra constructor arguments (DSAN's bottleneck width) sit in ``spec["options"]``.
+    """
+    from cloudxfer.models.bottleneck import BottleneckClassifier  # a SceneClassifier subclass
+
     kinds: dict[str, type[nn.Module]] = {
         "scene": SceneClassifier,
         "late_fusion": LateFusionClassifier,
+        "bottleneck": BottleneckClassifier,
     }
     kind = spec.get("kind")
     if kind not in kinds:
@@ -135,4 +149,5 @@ def build_model(spec: dict[str, Any], weights: str | None = None) -> nn.Module:
         inputs=list(spec["inputs"]),
         num_classes=int(spec["num_classes"]),
         weights=weights,
+        **dict(spec.get("options") or {}),
     )

@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep = sub.add_parser("cloud-sweep", help="OA against the clouded share (Fig. 9)")
     sweep.add_argument("root", type=Path, help="folder of cloud<percent>/ table folders")
     sweep.add_argument("--out", type=Path, required=True, help="PNG to write (CSV beside it)")
+    pool = sub.add_parser("pool", help="OA of f_S, F1 and F2 against the unlabelled pool's size")
+    pool.add_argument("root", type=Path, help="folder of pool<N>/ run folders (make fig-pool)")
+    pool.add_argument("--out", type=Path, required=True, help="PNG to write (CSV beside it)")
     confusion = sub.add_parser("confusion", help="confusion matrices and per-class recall")
     confusion.add_argument("results", type=Path, help="a table's output folder (seed*/<method>/)")
     confusion.add_argument("--out", type=Path, required=True, help="folder to write into")
@@ -109,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
                 written = list(figures.cloudy_clear_figure(args.results, args.out))
             elif args.what == "cloud-sweep":
                 written = list(figures.cloud_sweep_figure(args.root, args.out))
+            elif args.what == "pool":
+                from cloudxfer.reporting import pool as pool_figure
+
+                series = pool_figure.pool_points(args.root)
+                print("\n".join(pool_figure.progress_lines(args.root, series)))
+                written = list(pool_figure.pool_figure(args.root, args.out))
             elif args.what == "convergence":
                 from cloudxfer.reporting import convergence
 

@@ -11,14 +11,25 @@ contributions per epoch (``training.json``, also stored in the checkpoint and in
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cloudxfer.files import TRAINING_FILENAME
 
-__all__ = ["convergence_summary", "find_stage_dirs", "format_report", "main", "read_record"]
+__all__ = [
+    "convergence_summary",
+    "find_stage_dirs",
+    "format_report",
+    "main",
+    "protocol_summary",
+    "read_record",
+    "teacher_agreement_lines",
+]
 
 METRICS_PATH = Path("test") / "metrics.json"
 EPOCH_FIGURES: tuple[tuple[str, str], ...] = (
@@ -42,21 +53,45 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 
 def convergence_summary(training: dict[str, Any]) -> str:
-    """One line: final train loss, epochs, the lowest held-out loss and its epoch, the verdict."""
+    """One line: final train loss, epochs, held-out loss, whether it flattened and finished."""
     conv = training.get("convergence") or {}
     loss = training.get("final_train_loss")
     loss_text = "n/a" if loss is None else f"{loss:.4f}"
     best = conv.get("best_epoch")
-    best_text = (
+    change = conv.get("relative_change")
+    share = conv.get("lr_share")
+    held_out = (
         "no held-out loss"
         if best is None
-        else f"lowest held-out loss {conv.get('best_loss'):.4f} at epoch {best + 1}"
-        f" ({conv.get('epochs_since_best')} epochs before the end; patience "
-        f"{conv.get('patience')})"
+        else f"held-out loss {conv.get('final_loss'):.4f} at the end (lowest "
+        f"{conv.get('best_loss'):.4f} at epoch {best + 1}), "
+        + ("too few epochs to judge" if change is None else f"last-tenth change {change:.1%}")
     )
+    lr_text = "n/a" if share is None else f"{share:.1%} of peak"
     return (
-        f"final train loss {loss_text}, {conv.get('epochs')} epochs, {best_text}, "
-        f"converged: {'yes' if conv.get('met') else 'NO'}"
+        f"final train loss {loss_text}, {conv.get('epochs')} epochs, {held_out}, handed-on "
+        f"learning rate {lr_text}, converged: {'yes' if conv.get('met') else 'NO'}"
+    )
+
+
+def protocol_summary(training: dict[str, Any]) -> str:
+    """One line: initialisation, schedule, budget, selection rule and the epoch handed on."""
+    protocol = training.get("protocol")
+    if not protocol:
+        return "protocol: not recorded (a run of an older version)"
+    handed = protocol.get("handed_on") or {}
+    lr = handed.get("lr")
+    share = handed.get("lr_share")
+    progress = handed.get("schedule_progress")
+    epoch = handed.get("epoch")
+    return (
+        f"protocol: init {protocol.get('initialisation')}; schedule {protocol.get('schedule')} "
+        f"over {protocol.get('budget_epochs')} epochs (lr {protocol.get('lr')}, pre-trained "
+        f"{protocol.get('lr_pretrained')}); selection {protocol.get('selection')}: epoch "
+        f"{'n/a' if epoch is None else epoch + 1} handed on at lr "
+        f"{'n/a' if lr is None else f'{lr:.3g}'} "
+        f"({'n/a' if share is None else f'{share:.1%}'} of peak), schedule progress "
+        f"{'n/a' if progress is None else f'{progress:.2f}'}"
     )
 
 
@@ -97,6 +132,7 @@ def format_report(stage_dir: Path) -> str:
         return "\n".join(lines)
     epochs = training.get("epochs") or []
     lines.append(f"stage {training.get('stage')}: {convergence_summary(training)}")
+    lines.append(protocol_summary(training))
     lines.append(f"criterion: {(training.get('convergence') or {}).get('criterion')}")
     diag = training.get("diagnostics") or {}
     for name, oa in sorted((diag.get("teacher_oa") or {}).items()):
@@ -108,6 +144,13 @@ def format_report(stage_dir: Path) -> str:
         lines.append(f"teacher agreement {pair}: {_pct(value)} %")
     if "kept_share" in diag:
         lines.append(f"pseudo-labels kept by the filter: {_pct(diag['kept_share'])} %")
+    if "tiles_kept" in diag:
+        lines.append(
+            f"teacher accuracy on the kept tiles {_pct(diag.get('teacher_oa_kept'))} % "
+            f"({diag['tiles_kept']} tiles), on the dropped {_pct(diag.get('teacher_oa_dropped'))}"
+            f" % ({diag['tiles_dropped']} tiles)"
+        )
+    lines.extend(teacher_agreement_lines(stage_dir))
     if epochs:
         keys = [(k, label) for k, label in EPOCH_FIGURES if k in epochs[-1].get("train", {})]
         header = "epoch " + " ".join(f"{label:>10s}" for _, label in keys) + f" {'val loss':>10s}"
@@ -119,6 +162,53 @@ def format_report(stage_dir: Path) -> str:
             cells.append(f"{val:10.4f}" if val is not None else f"{'-':>10s}")
             lines.append(f"{entry.get('epoch'):5d} " + " ".join(cells))
     return "\n".join(lines)
+
+
+CONFIDENT = 0.5
+"""Teacher confidence (maximum softmax probability) that splits the test tiles: F1's filter."""
+
+
+def _predictions(path: Path) -> dict[str, tuple[str, float]]:
+    """Return tile id -> (prediction, confidence) of a ``predictions.csv`` (empty if absent)."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {r["id"]: (r["pred"], float(r["confidence"])) for r in csv.DictReader(handle)}
+
+
+def teacher_agreement_lines(stage_dir: Path) -> list[str]:
+    """On the test tiles: the student's agreement with each teacher, by teacher confidence.
+
+    The teachers are the checkpoints its ``config.yaml`` names (``teacher*`` arguments); each
+    teacher's own test predictions sit in its run folder. Tiles where the teacher is confident
+    (at least :data:`CONFIDENT`) are those F1's filter would keep.
+    """
+    config_path = stage_dir / "config.yaml"
+    student = _predictions(stage_dir / "test" / "predictions.csv")
+    if not student or not config_path.is_file():
+        return []
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    init_args = ((config.get("model") or {}).get("init_args")) or {}
+    lines = []
+    for name, value in sorted(init_args.items()):
+        if not name.startswith("teacher") or not value:
+            continue
+        teacher = _predictions(Path(str(value)).parent.parent / "test" / "predictions.csv")
+        shared = [tile for tile in student if tile in teacher]
+        if not shared:
+            continue
+        parts = []
+        for label, chosen in (
+            ("all", shared),
+            ("confident", [t for t in shared if teacher[t][1] >= CONFIDENT]),
+            ("uncertain", [t for t in shared if teacher[t][1] < CONFIDENT]),
+        ):
+            same = sum(student[t][0] == teacher[t][0] for t in chosen)
+            share = f"{100 * same / len(chosen):.1f} %" if chosen else "n/a"
+            parts.append(f"{label} {share} ({len(chosen)})")
+        lines.append(f"test agreement with {name} (teacher confidence >= {CONFIDENT}): "
+                     + ", ".join(parts))  # fmt: skip
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

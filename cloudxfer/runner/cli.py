@@ -23,15 +23,32 @@ from cloudxfer.reporting.tables import (
     format_paper_table,
     write_csv,
 )
+from cloudxfer.runner.data_checks import (
+    check_source,
+    check_table,
+    check_target,
+    content_line,
+    dataset_root,
+    shipped_standardisation_warning,
+)
 from cloudxfer.runner.executor import RunnerError, execute, stale_runs
 from cloudxfer.runner.methods import METHODS, TABLE_SETTINGS, TABLES
-from cloudxfer.runner.plan import PlannedRun, Setting, dataset_path, plan, profile_path
+from cloudxfer.runner.plan import (
+    PlannedRun,
+    Setting,
+    dataset_path,
+    plan,
+    profile_path,
+    protocol_of,
+)
 from cloudxfer.runner.provenance import git_revision
 from cloudxfer.sim.record import describe_simulation, simulation_record
+from datamodules.errors import data_error
 from datamodules.runfiles import atomic_write_text
 
 __all__ = [
     "add_setting_arguments",
+    "check_data",
     "convergence_section",
     "execute_and_collect",
     "main",
@@ -61,8 +78,9 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source-role",
         choices=("nwpu", "aid"),
-        default="nwpu",
-        help="which simulated source set --synth writes (NWPU-RESISC45 or AID role)",
+        default=None,
+        help="which simulated source set --synth writes (NWPU-RESISC45 or AID role; default: "
+        "the table's, else nwpu); a real folder's role is read from its class names",
     )
     parser.add_argument("--seed", type=int, default=0, help="simulator seed")
     parser.add_argument("--jobs", type=int, default=1, help="independent runs side by side")
@@ -117,8 +135,17 @@ def _check_simulation(root: Path, wanted: dict[str, object]) -> None:
 
 
 def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
-    """Return the target and source roots, simulating missing ones under ``out`` if asked."""
-    data_root = (args.data_root or out / "data" / "target").resolve()
+    """Return the target and source roots, simulating missing ones under ``out`` if asked.
+
+    A data file that names its root (``cloudxfer prepare`` writes one) is never simulated.
+    """
+    named = dataset_root(dataset_path(args.dataset))
+    if named is not None and args.data_root is not None and args.data_root.resolve() != named:
+        raise DataMismatchError(
+            f"{dataset_path(args.dataset)} reads the data under {named}; --data-root "
+            f"{args.data_root} would be ignored: leave it out"
+        )
+    data_root = (named or args.data_root or out / "data" / "target").resolve()
     source_root = (args.source_root or out / "data" / "source").resolve()
     if args.synth and not args.print_commands:
         from cloudxfer.runtime import available_cores
@@ -126,17 +153,19 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
 
         scheme = "hunan" if dataset_path(args.dataset).stem == "cloudy_pairs" else "sen12ms_cloud"
         target = {"generator": "target", "scheme": scheme, "pairs": args.pairs}
-        source = {"generator": "source", "role": args.source_role, "per_class": args.per_class}
-        _check_simulation(data_root, {**target, "seed": args.seed})
+        role = args.source_role or "nwpu"
+        source = {"generator": "source", "role": role, "per_class": args.per_class}
+        if named is None:
+            _check_simulation(data_root, {**target, "seed": args.seed})
         _check_simulation(source_root, {**source, "seed": args.seed})
         workers = str(available_cores())
-        if not data_root.exists():
+        if not data_root.exists() and named is None:
             synth(["target", "--out", str(data_root), "--pairs", str(args.pairs),
                    "--seed", str(args.seed), "--scheme", scheme, "--workers", workers])  # fmt: skip
         if not source_root.exists():
             synth(["source", "--out", str(source_root), "--per-class", str(args.per_class),
                    "--seed", str(args.seed), "--workers", workers,
-                   "--role", args.source_role])  # fmt: skip
+                   "--role", role])  # fmt: skip
     return data_root, source_root
 
 
@@ -149,9 +178,11 @@ def setting_from(
 ) -> Setting:
     """Build the runs' setting; the parser reports a missing profile or data set folder."""
     profile = profile_path(args.profile)
-    for path in (profile, dataset_path(args.dataset)):
+    dataset = dataset_path(args.dataset)
+    for path in (profile, dataset):
         if not path.exists():
             parser.error(f"{path}: not found")
+    dataset = dataset.resolve()
     common, per_stage = [], []
     for arg in overrides:
         if not arg.startswith(STAGE_PREFIX):
@@ -168,29 +199,82 @@ def setting_from(
         data_root, source_root = prepare_data(args, out)
     except DataMismatchError as err:
         parser.error(str(err))
+    # a data file naming its root (a prepared one) enters run ids by its text, whose content
+    # line covers its patches; the root itself is then no run's argument
+    roots = [f"--profile.source_root={source_root}"]
+    if dataset_root(dataset) is None:
+        roots.insert(0, f"--profile.data_root={data_root}")
     return Setting(
         profile=profile,
-        dataset=dataset_path(args.dataset),
-        overrides=(
-            f"--profile.data_root={data_root}",
-            f"--profile.source_root={source_root}",
-            *common,
-        ),  # fmt: skip
+        dataset=dataset,
+        overrides=(*roots, *common),
         stage_overrides=tuple(per_stage),
         run_root=lambda seed: out / f"seed{seed}",
         share_dir=args.share_dir.resolve() if args.share_dir else None,
     )
 
 
+def check_data(runs: Sequence[PlannedRun]) -> None:
+    """Check the data the planned runs open, before the first of them trains.
+
+    The target root and its labels file or patch table (when a run reads target data), the
+    source folder (when one reads source images): a problem is one line naming the file.
+
+    Raises:
+        DataError: What is missing or wrong.
+
+    """
+    if not runs:
+        return
+    setting = runs[0].setting
+    roots = dict(
+        arg.removeprefix("--profile.").split("=", 1)
+        for arg in setting.overrides
+        if arg.startswith(("--profile.data_root=", "--profile.source_root="))
+    )
+    methods = {run.method.name: run.method for run in runs}.values()
+    if any(m.reads == "target" for m in methods):
+        data_root = dataset_root(setting.dataset) or Path(roots.get("data_root", "."))
+        check_target(setting.dataset, data_root)
+        shipped_standardisation_warning(setting.dataset, data_root)
+    if any(m.reads == "source" or "source" in m.card.streams for m in methods):
+        check_source(Path(roots["source_root"]))
+
+
 def data_description(setting: Setting) -> str:
-    """Return the target and source roots, each with how it was simulated (or that it was not)."""
+    """Return the target and source roots, each with how it was simulated (or that it was not).
+
+    A data file naming its root (``cloudxfer prepare``) is described by that root and the
+    file's content line.
+    """
     parts = []
-    for override in setting.overrides[:2]:
+    named = dataset_root(setting.dataset)
+    if named is not None:
+        content = content_line(setting.dataset)
+        parts.append(
+            f"data_root {named} (data on disk; data file {setting.dataset}"
+            + (f", content {content})" if content else ")")
+        )
+    for override in setting.overrides[: 1 if named is not None else 2]:
         name, _, value = override.removeprefix("--profile.").partition("=")
         record = simulation_record(Path(value))
         made = describe_simulation(record) if record else "no simulation record: data on disk"
         parts.append(f"{name} {value} ({made})")
     return "; ".join(parts)
+
+
+def classes_note(table: str, dataset: Path) -> str | None:
+    """Return the header line saying a table's classes are not the paper's, when they differ."""
+    from cloudxfer.runner.data_checks import SHIPPED_DATA, read_dataset
+
+    own = read_dataset(SHIPPED_DATA / f"{TABLE_SETTINGS[table][0]}.yaml")["init_args"]
+    classes = read_dataset(dataset)["init_args"].get("classes") or []
+    if list(classes) == list(own.get("classes") or []):
+        return None
+    return (
+        f"the data file's {len(classes)} classes ({', '.join(map(str, classes))}), not the "
+        "paper's: the published numbers are of another class scheme and data set"
+    )
 
 
 def execute_and_collect(
@@ -225,6 +309,35 @@ def convergence_section(runs: Sequence[PlannedRun], with_seed: bool = True) -> s
         name = f"{run.method.name} seed {run.seed}" if with_seed else run.method.name
         lines.append(f"{name}: {summary}")
     return "\n".join(lines)
+
+
+def _check_table_data(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Path) -> None:
+    """Refuse a table's target data file of another kind, or a source set of another role.
+
+    The role of a folder ``--synth`` is about to simulate is the one it will write (the
+    table's unless ``--source-role`` says otherwise); an existing folder's is read from its
+    simulation record or class names.
+    """
+    from cloudxfer.prepare.source import source_role
+
+    wanted_role = TABLE_SETTINGS[args.table][1]
+    if args.source_role is not None and args.source_role != wanted_role:
+        parser.error(
+            f"{args.table} takes a source set of the {wanted_role} role (--source-role "
+            f"{args.source_role} given)"
+        )
+    args.source_role = wanted_role
+    dataset = dataset_path(args.dataset)
+    if not dataset.exists():
+        parser.error(f"{dataset}: not found")
+    source = (args.source_root or out / "data" / "source").resolve()
+    if source.exists():
+        role = source_role(source)
+    elif args.synth or args.print_commands:
+        role = wanted_role  # --synth writes the table's role
+    else:
+        raise data_error(source, "source root not found")
+    check_table(args.table, dataset, role, source)
 
 
 def submit_jobs(runs: Sequence[PlannedRun], args: argparse.Namespace, out: Path) -> bool | None:
@@ -302,13 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args, unknown = parser.parse_known_args(argv)
     layout = TABLES[args.table] if args.table else None
+    out: Path = args.out.resolve()
     if args.table:
-        dataset, role = TABLE_SETTINGS[args.table]
-        if (dataset_path(args.dataset).stem, args.source_role) != (dataset, role):
-            parser.error(
-                f"{args.table} is --dataset {dataset} --source-role {role} (given "
-                f"{args.dataset}, {args.source_role})"
-            )
+        _check_table_data(parser, args, out)
     if args.methods:
         methods = args.methods
     elif layout is not None:
@@ -318,12 +427,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown_methods = [m for m in methods if m not in METHODS]
     if unknown_methods:
         parser.error(f"unknown method(s) {', '.join(unknown_methods)}; known: {', '.join(METHODS)}")
-    out: Path = args.out.resolve()
     setting = setting_from(args, parser, out, [*args.overrides, *unknown])
     runs = plan(methods, args.seeds, setting)
     if args.print_commands:
         print_commands(runs)
         return 0
+    check_data(runs)
     start = time.perf_counter()
     if args.executor != "here":
         try:
@@ -341,9 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         "Command": f"cloudxfer run {command}",
         "Revision": git_revision(),
         "Profile": f"{setting.profile}; data set: {setting.dataset}",
+        "Protocol": protocol_of(setting),
         "Data": data_description(setting),
         "Seeds": " ".join(map(str, args.seeds)),
     }
+    note = classes_note(args.table, setting.dataset) if args.table else None
+    if note:
+        provenance["Classes"] = note
     stale = stale_runs(runs)
     if stale:
         provenance["Made by other code (kept: --reuse-stale)"] = ", ".join(

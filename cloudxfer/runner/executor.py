@@ -1,4 +1,6 @@
-"""Execute planned runs as ``cloudxfer fit`` / ``test`` subprocesses: reuse, resume, report.
+"""Execute planned runs as ``cloudxfer fit`` / ``test`` commands: reuse, resume, report.
+
+Each command runs in a fresh child (:mod:`cloudxfer.runner.launch`).
 
 A run whose folder holds a finished fit of the same id (``stage_done.json``) and a valid
 checkpoint of its stage is reused; one of the same configuration made by other code is
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,9 @@ from typing import Any
 from filelock import SoftFileLock, Timeout
 
 from cloudxfer.reporting.report import read_record
+from cloudxfer.runner.launch import launch
 from cloudxfer.runner.plan import CHECKPOINT, METRICS, RECORD_FILENAME, PlannedRun
+from datamodules.faults import kill_point
 from datamodules.runfiles import write_json
 
 __all__ = [
@@ -125,10 +128,10 @@ def _claim(run: PlannedRun) -> None:
 
 
 def _call(run: PlannedRun, args: list[str], env: dict[str, str] | None) -> None:
-    result = subprocess.run(args, env=env, check=False)
-    if result.returncode != 0:
+    code = launch(args, env)
+    if code != 0:
         raise RunnerError(
-            f"{run.method.name} (seed {run.seed}) failed with exit code {result.returncode}; "
+            f"{run.method.name} (seed {run.seed}) failed with exit code {code}; "
             f"its output is above, its folder is {run.directory}"
         )
 
@@ -205,7 +208,14 @@ def _copy_run_files(source: Path, destination: Path) -> None:
         destination,
         ignore=lambda folder, names: [n for n in names if n in _RUN_FILES],
         dirs_exist_ok=True,
+        copy_function=_copy_file,
     )
+
+
+def _copy_file(source: str, destination: str) -> str:
+    """Copy one file of a run folder (``runner:copy``: a kill point of the crash tests)."""
+    kill_point("runner:copy")
+    return str(shutil.copy2(source, destination))
 
 
 def _publish(run: PlannedRun) -> None:
@@ -291,6 +301,7 @@ def _run_locked(
         metrics_path.unlink(missing_ok=True)  # a new fit makes the old scores stale
         _call(run, [*run.command("fit"), *start], env)
         write_json(run.directory / DONE_FILENAME, _done_record(run, checkpoint=str(CHECKPOINT)))
+        kill_point("runner:fitted")  # the crash tests' kill between a fit and its test
         if not keep_last:
             run.resume_checkpoint.unlink(missing_ok=True)
         how = "ran"

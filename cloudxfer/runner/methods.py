@@ -16,7 +16,7 @@ fast). The stage a method's checkpoints carry comes from its class, imported on 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -190,8 +190,14 @@ def method(name: str) -> Method:
         raise KeyError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
 
 
-def upstream_closure(names: list[str]) -> list[str]:
-    """Return ``names`` and everything they need, upstream first (a topological order)."""
+def upstream_closure(
+    names: list[str], needs: Callable[[str], Iterable[str]] | None = None
+) -> list[str]:
+    """Return ``names`` and everything they need, upstream first (a topological order).
+
+    ``needs``: a method's upstream methods (default: its card's ``needs``; the planner adds
+    the pre-training the profile's ``init`` starts it from).
+    """
     order: list[str] = []
     visiting: set[str] = set()
 
@@ -201,7 +207,7 @@ def upstream_closure(names: list[str]) -> list[str]:
         if name in visiting:
             raise ValueError(f"methods depend on each other in a cycle through {name!r}")
         visiting.add(name)
-        for _, upstream in method(name).needs:
+        for upstream in needs(name) if needs else [up for _, up in method(name).needs]:
             visit(upstream)
         visiting.discard(name)
         order.append(name)

@@ -26,7 +26,13 @@ from typing import Any
 
 import yaml
 
-from cloudxfer.profile import COMMAND_FIELDS, Profile, profile_targets
+from cloudxfer.profile import (
+    COMMAND_FIELDS,
+    INIT_KEY,
+    Profile,
+    pretraining_of,
+    profile_targets,
+)
 from cloudxfer.runner.identity import code_digest, data_fingerprint, digest
 from cloudxfer.runner.methods import EXPERIMENTS, Method, method, upstream_closure
 
@@ -39,6 +45,8 @@ __all__ = [
     "dataset_path",
     "plan",
     "profile_path",
+    "profile_values",
+    "protocol_of",
 ]
 
 CHECKPOINT = Path("checkpoints") / "best.ckpt"
@@ -188,7 +196,7 @@ def _text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _profile_values(profile: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def profile_values(profile: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return the profile's field values over the defaults, and its other sections (trainer)."""
     config = yaml.safe_load(_text(profile)) or {}
     values = {f.name: f.default for f in fields(Profile)}
@@ -257,7 +265,7 @@ def _identity(
     texts = {path.name: _text(path) for path in m.configs}
     if m.reads == "target":
         texts[f"data:{setting.dataset.name}"] = _text(setting.dataset)
-    values, sections = _profile_values(setting.profile)
+    values, sections = profile_values(setting.profile)
     values = dict(values)
     other: list[str] = []
     for arg in overrides:
@@ -284,13 +292,53 @@ def _identity(
     return parts, code_digest(_class_paths(list(texts.values())))
 
 
+def _profile_with(setting: Setting, overrides: Sequence[str]) -> dict[str, Any]:
+    """Return the profile's fields as a run sees them: the file's, then its ``--profile.*``."""
+    values, _ = profile_values(setting.profile)
+    for arg in overrides:
+        name, _, text = arg.partition("=")
+        if name.startswith("--profile."):
+            values[name.removeprefix("--profile.")] = yaml.safe_load(text) if text else None
+    return values
+
+
+def protocol_of(setting: Setting) -> str:
+    """Return the table header's protocol line: initialisation, selection rule, rates."""
+    values = _profile_with(setting, setting.overrides)
+    init = values["init"]
+    start = {"source": "source pre-training of their architecture", "scratch": "scratch"}
+    return (
+        f"students start from {start.get(init, init)} (init: {init}); every schedule ends "
+        f"with its budget; selection: {values['selection']} epoch; pre-trained parameters at "
+        f"lr {values['lr_pretrained']}, new ones at lr {values['lr']}"
+    )
+
+
+def needs_of(setting: Setting, m: Method) -> tuple[tuple[str, str], ...]:
+    """(init argument, upstream method) pairs of a run: its card's, and its pre-training.
+
+    The pre-training comes from the profile's ``init`` (:func:`~cloudxfer.profile.
+    pretraining_of`), unless the method's configs set ``init`` themselves.
+    """
+    init = ((m.merged_config().get("model") or {}).get("init_args") or {}).get("init")
+    pretraining = pretraining_of(m.card, _profile_with(setting, setting.overrides_of(m)), init)
+    return (*m.needs, *(((INIT_KEY, pretraining),) if pretraining else ()))
+
+
 def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list[PlannedRun]:
     """Every run the methods need at every seed, upstream first, each exactly once.
 
     A method that is not ``per_seed`` (a pre-trained model) runs at the first seed only, and
     every seed's runs read that run.
     """
-    order = upstream_closure(list(methods))
+    needs: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    def upstream_of(name: str) -> list[str]:
+        if name not in needs:
+            needs[name] = needs_of(setting, method(name))
+        return [up for _, up in needs[name]]
+
+    order = upstream_closure(list(methods), upstream_of)
     overrides = {name: setting.overrides_of(method(name)) for name in order}
     fingerprints: dict[Path, str] = {}
     identity = {
@@ -305,12 +353,12 @@ def plan(methods: Sequence[str], seeds: Sequence[int], setting: Setting) -> list
             if not m.per_seed and seed != seeds[0]:
                 runs[(name, seed)] = runs[(name, seeds[0])]  # one pre-trained model per plan
                 continue
-            upstream = tuple(runs[(up, seed)] for _, up in m.needs)
+            upstream = tuple(runs[(up, seed)] for _, up in needs[name])
             if not m.per_seed and any(run.method.per_seed for run in upstream):
                 raise ValueError(f"{name} is trained once for every seed: it cannot read "
                                  "a per-seed run")  # fmt: skip
             inputs = [
-                f"--{a}={run.checkpoint}" for (a, _), run in zip(m.needs, upstream, strict=True)
+                f"--{a}={run.checkpoint}" for (a, _), run in zip(needs[name], upstream, strict=True)
             ]
             directory = root / m.name
             common = [

@@ -1,6 +1,11 @@
-"""Physically motivated simulator of Sentinel-1/2 target pairs and aerial RGB source images."""
+"""Physically motivated simulator of Sentinel-1/2 target pairs and aerial RGB source images.
 
-from cloudxfer.sim.cli import main
-from cloudxfer.sim.generate import generate_source, generate_target
+Names are imported on first use (reading a simulation record imports no generator).
+"""
 
-__all__ = ["generate_source", "generate_target", "main"]
+from cloudxfer.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {"generate_source": "generate", "generate_target": "generate", "main": "cli"},
+)

@@ -68,7 +68,8 @@ class AuxiliaryDistillation(StageModule):
         self.model = SceneClassifier(backbone, STUDENT_INPUTS[modality], len(self.class_names))
 
     def setup(self, stage: str) -> None:
-        """Load and validate the frozen source model before fitting starts."""
+        """Start the network (``init``), then load and validate the frozen source model."""
+        super().setup(stage)
         if stage == "fit" and "source" not in self._teachers:
             self.add_teacher(
                 "source",
@@ -101,8 +102,20 @@ class AuxiliaryDistillation(StageModule):
             "pseudo/agreement": agreement.detach(),
         }
 
-    def pseudo_label_diagnostics(self, logits: dict[str, Tensor]) -> dict[str, Any]:
-        """Share of the training tiles whose pseudo-label the filter keeps."""
+    def pseudo_label_diagnostics(self, logits: dict[str, Tensor], labels: Tensor) -> dict[str, Any]:
+        """Kept share of the filter, and the teacher's accuracy on the kept and dropped tiles.
+
+        Against the data set's labels, after the fact: shows what the filter removes (labels
+        never enter training, the filter or any choice).
+        """
         hp = self.hparams
         keep = confidence_mask(logits["source"], hp["filter_criterion"], hp["filter_threshold"])
-        return {"kept_share": round(float(keep.float().mean()), 6)}
+        correct = logits["source"].argmax(1) == labels
+        known = labels >= 0
+        record: dict[str, Any] = {"kept_share": round(float(keep.float().mean()), 6)}
+        for name, part in (("kept", keep & known), ("dropped", ~keep & known)):
+            count = int(part.sum())
+            accuracy = float(correct[part].float().mean()) if count else None
+            record[f"teacher_oa_{name}"] = None if accuracy is None else round(accuracy, 6)
+            record[f"tiles_{name}"] = count
+        return record

@@ -9,8 +9,10 @@ live here once.
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -31,12 +33,32 @@ from cloudxfer.diagnostics import (
 )
 from cloudxfer.metrics import SceneMetrics, write_metrics_json, write_predictions_csv
 from cloudxfer.models import modality_of
+from cloudxfer.models.initialise import (
+    InitialisationError,
+    encoders_of,
+    load_encoder_state,
+    read_encoder_state,
+)
 from cloudxfer.profile import Profile
 from cloudxfer.runtime import images_to
 from cloudxfer.teachers import TeacherLogits, compute_teacher_logits, load_or_compute
 from datamodules.runfiles import write_json
 
 __all__ = ["TRAINING_FILENAME", "TRAINING_KEY", "StageModule", "default_backbone", "gather_rows"]
+
+
+def _cosine(total: int, step: int) -> float:
+    """Cosine from 1 at step 0 to 0 at step ``total``."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def _inverse(total: int, step: int) -> float:
+    """DSAN's (and DANN's) annealing (1 + 10 p) ** -0.75, p the share of the budget done."""
+    return float((1.0 + 10.0 * min(step, total) / total) ** -0.75)
+
+
+SCHEDULES: dict[str, Callable[[int, int], float]] = {"cosine": _cosine, "inverse": _inverse}
+"""Per-step learning-rate factors over a budget of ``total`` optimiser steps."""
 
 PAPER = Profile()
 """The paper's settings: what a stage built without a profile (in Python) falls back to."""
@@ -52,6 +74,8 @@ def default_backbone(backbone: str | None, network: Literal["source", "target"])
 
 
 Batch = dict[str, Any]
+Scheduler = Literal["cosine", "inverse", "plateau", "none"]
+Selection = Literal["last", "lowest_val"]
 RANDOM_STATE_KEY = "cloudxfer_random_state"
 """Checkpoint key of the random states of training (restored when a fit resumes)."""
 TRAINING_KEY = "cloudxfer_training"
@@ -83,7 +107,17 @@ class StageModule(pl.LightningModule):
         lr: learning rate (None: the paper's 1e-2; the training command gives the profile's).
         momentum: SGD momentum (None: the paper's 0.9).
         weight_decay: weight decay (None: the paper's "decay factor 5e-4").
-        scheduler: ``cosine`` annealing over ``max_epochs`` or ``none``.
+        lr_pretrained: learning rate of the parameters that start pre-trained (None: the
+            paper profile's; heads and other new parameters train at ``lr``).
+        scheduler: ``cosine`` (per step, to zero over the fit's budget: ``max_epochs`` of
+            ``limit_train_batches``), ``inverse`` (DSAN's lr / (1 + 10 p) ** 0.75 over the
+            budget), ``plateau`` (x0.1 after ``patience // 2`` epochs without a lower held-out
+            loss; the only schedule early stopping may end) or ``none``.
+        selection: the epoch the fit hands on (``best.ckpt``): ``last`` (of the completed
+            schedule, the paper's) or ``lowest_val`` (lowest held-out loss; a sensitivity).
+        init: where the trained network's encoders start: None or ``scratch`` (random), or a
+            checkpoint of a single-encoder classifier of the same architecture (the source
+            pre-training) or a weights file (:mod:`cloudxfer.models.initialise`).
         cloudy_threshold: a test tile is cloudy when its cloud fraction exceeds this.
         teacher_cache: compute frozen teachers' logits over the training tiles once at fit
             start and look them up in the training step (needs un-augmented training tiles and
@@ -108,7 +142,10 @@ class StageModule(pl.LightningModule):
         lr: float | None = None,
         momentum: float | None = None,
         weight_decay: float | None = None,
-        scheduler: Literal["none", "cosine"] = "cosine",
+        lr_pretrained: float | None = None,
+        scheduler: Scheduler = "cosine",
+        selection: Selection | None = None,
+        init: str | None = None,
         cloudy_threshold: float = 0.0,
         teacher_cache: bool = True,
         channels_last: bool | None = None,
@@ -129,8 +166,24 @@ class StageModule(pl.LightningModule):
             "lr": PAPER.lr if lr is None else lr,
             "momentum": PAPER.momentum if momentum is None else momentum,
             "weight_decay": PAPER.weight_decay if weight_decay is None else weight_decay,
+            "lr_pretrained": PAPER.lr_pretrained if lr_pretrained is None else lr_pretrained,
             "scheduler": scheduler,
         }
+        self.selection: Selection = PAPER.selection if selection is None else selection
+        if init == "source":
+            raise ValueError(
+                "init 'source' names the protocol, not a file: the training command gives "
+                "the source pre-training's checkpoint (or pass its path)"
+            )
+        self.init = None if init in (None, "scratch") else init
+        self.initialisation = "scratch"
+        """Where the trained network started (``training.json``): set when weights load."""
+        self.pretrained: set[str] = set()
+        """Parameter names that start pre-trained (trained at ``lr_pretrained``)."""
+        self.has_pretrained = False
+        """Whether the fit started any parameter pre-trained (kept in checkpoints)."""
+        self.budget_epochs: int | None = None
+        """The fit's epoch budget (``max_epochs``; kept in checkpoints for ``test``)."""
         self.normalisation = dict(normalisation or {})
         self.model: nn.Module
         self.val_metrics = SceneMetrics(len(self.class_names), cloudy_threshold)
@@ -151,6 +204,9 @@ class StageModule(pl.LightningModule):
         self._train_means = EpochMeans()
         self._val_means = EpochMeans()
         self._val_record: dict[str, float] = {}
+        # Learning rate of the last optimiser step and its peak (the schedule's start)
+        self._step_lr = float("nan")
+        self._peak_lr = 0.0
         # Convergence patience: the fit's early stopping's when it has one (kept in checkpoints
         # so a test run judges the curve as its fit did).
         self.patience = CONVERGENCE_PATIENCE
@@ -169,8 +225,11 @@ class StageModule(pl.LightningModule):
         """
         raise NotImplementedError
 
-    def pseudo_label_diagnostics(self, logits: dict[str, Tensor]) -> dict[str, Any]:
-        """Extra figures about the teachers' outputs over the training tiles (e.g. kept share)."""
+    def pseudo_label_diagnostics(self, logits: dict[str, Tensor], labels: Tensor) -> dict[str, Any]:
+        """Extra figures about the teachers' outputs over the training tiles (e.g. kept share).
+
+        ``labels``: the data set's labels of those tiles (-1: unknown), for diagnostics only.
+        """
         return {}
 
     def extra_test_metrics(self) -> dict[str, float]:
@@ -225,6 +284,32 @@ class StageModule(pl.LightningModule):
         self._teachers[name] = model.to(self.device)
         self._teacher_files[name] = path
 
+    def setup(self, stage: str) -> None:
+        """Start the trained network's encoders from ``init`` before a fit (once).
+
+        Subclasses that load teachers extend it (calling this first). Done before Lightning
+        restores a resumed fit's checkpoint, whose weights then replace these; a refused file
+        stops the fit before its run folder is touched (the CLI calls ``setup`` early).
+        """
+        if stage != "fit" or self.init is None or self.initialisation != "scratch":
+            return
+        state, backbone = read_encoder_state(self.init)
+        ours = str(getattr(self.model, "spec", {}).get("backbone", ""))
+        if backbone and ours and backbone != ours:
+            raise InitialisationError(
+                f"{self.init}: initial weights of a {backbone!r}, this network is a {ours!r} "
+                "(pre-train this architecture on the source set: method student_pretrain)"
+            )
+        for prefix, encoder, inputs in encoders_of(self.model):
+            names = load_encoder_state(encoder, state, inputs, self.init)
+            self.mark_pretrained(f"model.{prefix}", names)
+        self.initialisation = str(self.init)
+
+    def mark_pretrained(self, prefix: str, names: Collection[str]) -> None:
+        """Record parameters (``prefix.name``) as pre-trained: they train at ``lr_pretrained``."""
+        self.pretrained.update(f"{prefix}.{name}" for name in names)
+        self.has_pretrained = bool(self.pretrained)
+
     @property
     def memory_format(self) -> torch.memory_format:
         """Memory format of models and image batches."""
@@ -252,6 +337,7 @@ class StageModule(pl.LightningModule):
         stopper = self.trainer.early_stopping_callback
         if stopper is not None:
             self.patience = int(stopper.patience)
+        self.budget_epochs = self.trainer.max_epochs
         for name, model in self._teachers.items():
             self._teachers[name] = model.to(self.device).to(memory_format=self.memory_format)
         self._teacher_logits = None
@@ -310,7 +396,7 @@ class StageModule(pl.LightningModule):
         rows = logits.lookup(ids, "cpu")
         threshold = float(self.val_metrics.cloudy_threshold)
         record = teacher_diagnostics(rows, torch.tensor(labels), torch.tensor(fractions), threshold)
-        record.update(self.pseudo_label_diagnostics(rows))
+        record.update(self.pseudo_label_diagnostics(rows, torch.tensor(labels)))
         return record
 
     def teacher_outputs(self, batch: Batch) -> dict[str, Tensor]:
@@ -389,6 +475,9 @@ class StageModule(pl.LightningModule):
                 k: round(v, 6) for k, v in self._train_means.compute(self._sum_over_ranks).items()
             },
         }
+        if self._step_lr == self._step_lr:  # an optimiser step ran (not NaN)
+            entry["lr"] = round(self._step_lr, 8)
+            entry["peak_lr"] = round(self._peak_lr, 8)
         if self._val_record:
             entry["val"] = {k: round(v, 6) for k, v in self._val_record.items()}
         self._val_record = {}
@@ -403,13 +492,46 @@ class StageModule(pl.LightningModule):
     def training_record(self) -> dict[str, Any]:
         """Return the training record: epochs, convergence of the held-out loss, diagnostics."""
         curve = [e["val"]["loss"] for e in self.history if "loss" in e.get("val", {})]
+        protocol = self.protocol_record()
         return {
             "stage": self.stage_name,
+            "protocol": protocol,
             "epochs": self.history,
             "final_train_loss": self.history[-1]["train"].get("loss") if self.history else None,
-            "convergence": convergence(curve, self.patience),
+            "convergence": convergence(curve, (protocol.get("handed_on") or {}).get("lr_share")),
             "diagnostics": self.diagnostics,
         }
+
+    def protocol_record(self) -> dict[str, Any]:
+        """How the fit was run and what it hands on: initialisation, schedule, selection.
+
+        The handed-on epoch is the last one (``last``) or the one of the lowest held-out
+        loss (``lowest_val``); its learning rate is that of its last optimiser step, as a
+        share of the peak; schedule progress is the epochs trained up to it over the budget.
+        """
+        budget = self.budget_epochs
+        record: dict[str, Any] = {
+            "initialisation": self.initialisation,
+            "schedule": self.optim["scheduler"],
+            "selection": self.selection,
+            "budget_epochs": budget,
+            "lr": self.optim["lr"],
+            "lr_pretrained": self.optim["lr_pretrained"] if self.has_pretrained else None,
+        }
+        epochs = self.history
+        if self.selection == "lowest_val":
+            scored = [e for e in epochs if "loss" in e.get("val", {})]
+            epochs = [min(scored, key=lambda e: e["val"]["loss"])] if scored else epochs
+        if epochs:
+            chosen = epochs[-1]
+            lr, peak = chosen.get("lr"), chosen.get("peak_lr")
+            record["handed_on"] = {
+                "epoch": chosen["epoch"],
+                "lr": lr,
+                "lr_share": round(lr / peak, 6) if lr is not None and peak else None,
+                "schedule_progress": round((chosen["epoch"] + 1) / budget, 6) if budget else None,
+            }
+        return record
 
     def _sum_over_ranks(self, value: Tensor) -> Tensor:
         """Sum a CPU tensor over DDP ranks (identity on one process)."""
@@ -474,22 +596,64 @@ class StageModule(pl.LightningModule):
         return self.rows(batch, self(batch))
 
     # --- optimisation -----------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        """SGD or AdamW over trainable parameters, optionally cosine-annealed per epoch."""
-        params = [p for p in self.parameters() if p.requires_grad]
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Return parameter groups: pre-trained parameters at ``lr_pretrained``, others at ``lr``.
+
+        A stage with its own groups (DSAN's bottleneck and head) overrides it; a group's
+        ``lr`` is its peak, which the schedule scales.
+        """
         hp = self.optim
+        trainable = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        pretrained = [p for n, p in trainable if n in self.pretrained]
+        fresh = [p for n, p in trainable if n not in self.pretrained]
+        groups = [{"params": fresh, "lr": hp["lr"]}] if fresh else []
+        if pretrained:
+            groups.append({"params": pretrained, "lr": hp["lr_pretrained"]})
+        return groups
+
+    def configure_optimizers(self) -> Any:
+        """SGD or AdamW over :meth:`param_groups`, with a schedule that ends with the budget.
+
+        ``cosine`` and ``inverse`` step every optimiser step over the fit's whole budget
+        (Lightning's ``estimated_stepping_batches``: ``max_epochs`` times the batches an
+        epoch trains), so the last step of the last epoch is the end of the schedule;
+        ``plateau`` follows the held-out loss, epoch by epoch.
+        """
+        hp = self.optim
+        groups = self.param_groups()
         optimizer: torch.optim.Optimizer
         if hp["optimizer"] == "sgd":
             optimizer = torch.optim.SGD(
-                params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
+                groups, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
             )
         else:
-            optimizer = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
-        if hp["scheduler"] == "none":
+            optimizer = torch.optim.AdamW(groups, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        kind = hp["scheduler"]
+        if kind == "none":
             return optimizer
-        epochs = max(1, int(self.trainer.max_epochs or 1))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        if kind == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=0.1, patience=max(1, self._stop_patience() // 2)
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss", "interval": "epoch"},
+            }
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(SCHEDULES[kind], total))
+        stepwise = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": stepwise}
+
+    def _stop_patience(self) -> int:
+        """Early stopping's patience (the plateau schedule decays at half of it)."""
+        stopper = self.trainer.early_stopping_callback
+        return int(stopper.patience) if stopper is not None else CONVERGENCE_PATIENCE
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Keep the learning rate of this step (first group's), for the epoch's record."""
+        first = optimizer.param_groups[0]
+        self._step_lr = float(first["lr"])
+        self._peak_lr = max(self._peak_lr, float(first.get("initial_lr", 0.0)), self._step_lr)
 
     # --- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -499,6 +663,9 @@ class StageModule(pl.LightningModule):
             "epochs": self.history,
             "diagnostics": self.diagnostics,
             "patience": self.patience,
+            "initialisation": self.initialisation,
+            "has_pretrained": self.has_pretrained,
+            "budget_epochs": self.budget_epochs,
         }
         # Random states at this point of training (Lightning keeps none): a resumed fit then
         # draws what the uninterrupted one drew (augmentation, dropout, noise).
@@ -524,8 +691,12 @@ class StageModule(pl.LightningModule):
         )
         record = checkpoint.get(TRAINING_KEY) or {}
         self.history = list(record.get("epochs", []))
+        self._peak_lr = max((float(e.get("peak_lr", 0.0)) for e in self.history), default=0.0)
         self.diagnostics = dict(record.get("diagnostics", {}))
         self.patience = int(record.get("patience", CONVERGENCE_PATIENCE))
+        self.initialisation = str(record.get("initialisation", self.initialisation))
+        self.has_pretrained = bool(record.get("has_pretrained", self.has_pretrained))
+        self.budget_epochs = record.get("budget_epochs", self.budget_epochs)
         states = checkpoint.get(RANDOM_STATE_KEY)
         if states:
             torch.set_rng_state(states["torch"])

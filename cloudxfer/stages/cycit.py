@@ -19,11 +19,11 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from cloudxfer.checkpoints import CheckpointError, load_weights
+from cloudxfer.checkpoints import CheckpointError
 from cloudxfer.cycle_losses import CYCLE_WEIGHT, l1_or_zero
 from cloudxfer.image_quality import TranslationQuality, to_reflectance
 from cloudxfer.models import SceneClassifier
-from cloudxfer.models.cyclegan import CycleGAN
+from cloudxfer.models.cyclegan import CycleGAN, GeneratorKind, load_translator
 from cloudxfer.reporting.translation import TRANSLATION_EXAMPLES, translation_figure
 from cloudxfer.stages.base import Batch, default_backbone
 from cloudxfer.stages.cyclegan import (
@@ -32,6 +32,7 @@ from cloudxfer.stages.cyclegan import (
     CycleGanPretrain,
     CycleGanTraining,
     Domains,
+    GanSchedule,
     optical_reference,
 )
 from cloudxfer.stages.source import start_from_f_s
@@ -77,10 +78,15 @@ class CycleTranslationAdaptation(CycleGanTraining):
         translator_from: ``cycit_pretrain`` checkpoint whose CycleGAN starts the adaptation.
         classifier: f_S checkpoint (``source_finetune``) that classifies the translated tiles.
         backbone: f_S's torchvision model name (its network is rebuilt for test).
-        width: U-Net generator width; must match the pre-trained CycleGAN's.
-        disc_width: PatchGAN discriminator width; must match too.
+        generator: ``resnet`` or ``unet``; this and the four sizes below must match the
+            pre-trained CycleGAN's (its checkpoint's spec says them).
+        width: Generator width (first convolution's channels).
+        blocks: Residual blocks of the ResNet generator.
+        disc_width: PatchGAN discriminator width.
+        disc_layers: PatchGAN stride-2 convolutions.
         cycle_weight: weight of the cycle-consistency L1 (CycleGAN: 10).
         paired_weight: weight of the paired SAR -> optical L1.
+        scheduler: ``cyclegan`` (CycleGAN's policy over ``trainer.max_epochs``) or ``none``.
         examples: test tiles drawn in ``translation_examples.png``.
         **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
 
@@ -93,19 +99,26 @@ class CycleTranslationAdaptation(CycleGanTraining):
         translator_from: str | None = None,
         classifier: str | None = None,
         backbone: str | None = None,
-        width: int = 16,
-        disc_width: int = 32,
+        generator: GeneratorKind = "resnet",
+        width: int = 64,
+        blocks: int = 6,
+        disc_width: int = 64,
+        disc_layers: int = 3,
         cycle_weight: float = CYCLE_WEIGHT,
         paired_weight: float = PAIRED_WEIGHT,
+        scheduler: GanSchedule = "cyclegan",
         examples: int = 6,
         **kwargs: Any,
     ) -> None:
         backbone = default_backbone(backbone, "source")
-        super().__init__(width, disc_width, cycle_weight, paired_weight, **kwargs)
+        super().__init__(
+            generator, width, blocks, disc_width, disc_layers, cycle_weight, paired_weight,
+            scheduler, **kwargs,
+        )  # fmt: skip
         self.save_hyperparameters()
         classifier_net = SceneClassifier(backbone, ["image_opt"], len(self.class_names))
         classifier_net.requires_grad_(False)  # f_S stays as fine-tuned: only the CycleGAN learns
-        self.model = TranslateThenClassify(CycleGAN(width, disc_width), classifier_net)
+        self.model = TranslateThenClassify(CycleGAN(**self.networks), classifier_net)
         standardisation = self.normalisation.get("standardisation") or {}
         self.quality = TranslationQuality(
             standardisation.get("opt_mean", [0.0, 0.0, 0.0]),
@@ -133,20 +146,21 @@ class CycleTranslationAdaptation(CycleGanTraining):
     # --- fit ---------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         """Load the pre-trained CycleGAN and f_S before training (test reads the checkpoint)."""
+        super().setup(stage)
         if stage != "fit" or self._initialised:
             return
         hp = self.hparams
         if hp["translator_from"] is None or hp["classifier"] is None:
             raise ValueError("CycleTranslationAdaptation needs translator_from and classifier")
         path = str(hp["translator_from"])
-        state, meta = load_weights(path, {CycleGanPretrain.stage_name})
-        for key in ("width", "disc_width"):
-            if meta["model"].get(key) != hp[key]:
+        pretrained, _ = load_translator(path, {CycleGanPretrain.stage_name})
+        for part in ("generator", "discriminator"):
+            theirs, ours = pretrained.spec[part], self.cyclegan.spec[part]
+            if theirs != ours:
                 raise CheckpointError(
-                    f"{path}: CycleGAN {key} {meta['model'].get(key)} differs from this run's "
-                    f"{hp[key]}"
+                    f"{path}: CycleGAN {part} {theirs} differs from this run's {ours}"
                 )
-        self.cyclegan.load_state_dict(state)
+        self.cyclegan.load_state_dict(pretrained.state_dict())
         model = cast(TranslateThenClassify, self.model)
         start_from_f_s(model.classifier, str(hp["classifier"]), hp["backbone"], self.class_names)
         model.classifier.requires_grad_(False)

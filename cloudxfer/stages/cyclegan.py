@@ -5,22 +5,25 @@ two PatchGAN discriminators with two optimisers, alternating one generator step 
 discriminator step per batch. Lightning's automatic optimisation steps one loss per
 optimiser; here ``automatic_optimization`` is off and :meth:`CycleGanTraining.training_step`
 runs both steps itself, each with only its own optimiser's parameters trainable
-(``toggle_optimizer``). Two stages share it: ``cycit_pretrain`` (:class:`CycleGanPretrain`,
-unpaired target SAR tiles and source-domain optical images) and ``cycit`` (adaptation on the
-labelled pairs, ``cloudxfer.stages.cycit``).
+(``toggle_optimizer``). Both optimisers are Adam (CycleGAN's betas) under CycleGAN's
+learning-rate policy (:mod:`cloudxfer.lr_policy`: constant for the first half of the epoch
+budget, then linear to 0 at its end). Two stages share it: ``cycit_pretrain``
+(:class:`CycleGanPretrain`, unpaired target SAR tiles and source-domain optical images) and
+``cycit`` (adaptation on the labelled pairs, ``cloudxfer.stages.cycit``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
 from cloudxfer.cycle_losses import CYCLE_WEIGHT, l1_or_zero, lsgan
-from cloudxfer.models.cyclegan import CycleGAN
+from cloudxfer.lr_policy import cyclegan_scheduler
+from cloudxfer.models.cyclegan import CycleGAN, GeneratorKind
 from cloudxfer.stages.base import Batch, StageModule
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "CycleGanTraining",
     "Domains",
     "Fakes",
+    "GanSchedule",
     "optical_reference",
 ]
 
@@ -39,6 +43,8 @@ CLEAR_KEY = "image_opt_clear"
 """Target samples: the clear optical twin (``clear_twins: true``), NaN where withheld."""
 AVAILABLE_KEY = "clear_available"
 """Target samples: whether the clear twin is served for the tile."""
+GanSchedule = Literal["cyclegan", "none"]
+"""``cyclegan``: CycleGAN's policy over ``trainer.max_epochs``; ``none``: a constant rate."""
 
 
 @dataclass(frozen=True)
@@ -98,27 +104,41 @@ class CycleGanTraining(StageModule):
     ``paired_weight`` x L1 between translated SAR tiles and their optical twins (where the
     subclass pairs them). Discriminator step: LSGAN real/fake terms on the step's images and
     the generator step's detached translations. Both optimisers are AdamW (CycleGAN's Adam
-    betas 0.5, 0.999; no decay at ``weight_decay`` 0) at ``lr``; a ``cosine`` scheduler is
-    stepped per epoch. ``optimizer`` must be ``adamw`` (SGD is no GAN optimiser here).
+    betas 0.5, 0.999; no decay at ``weight_decay`` 0) at ``lr``, under ``scheduler``
+    (stepped per epoch). ``optimizer`` must be ``adamw`` (SGD is no GAN optimiser here).
 
     Args:
-        width: U-Net generator width (``cloudxfer.models.unet.CompactUNet``).
+        generator: ``resnet`` (CycleGAN's ResNet generator) or ``unet`` (compact U-Net).
+        width: Generator width (first convolution's channels).
+        blocks: Residual blocks of the ResNet generator (CycleGAN: 9 at 256 px, 6 at 128 px;
+            the default 6 is the paper profile's for 64 px tiles).
         disc_width: PatchGAN discriminator width.
+        disc_layers: PatchGAN stride-2 convolutions (3: CycleGAN's 70 x 70 patches).
         cycle_weight: weight of the cycle-consistency L1 (CycleGAN: 10).
         paired_weight: weight of the paired SAR -> optical L1 (0: unpaired training).
+        scheduler: ``cyclegan`` (constant for the first half of ``trainer.max_epochs``, then
+            linear to 0 at its end: :mod:`cloudxfer.lr_policy`) or ``none``; it replaces the
+            base class's schedules (early stopping would end it before its decay).
         **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
 
     """
 
     def __init__(
         self,
-        width: int = 16,
-        disc_width: int = 32,
+        generator: GeneratorKind = "resnet",
+        width: int = 64,
+        blocks: int = 6,
+        disc_width: int = 64,
+        disc_layers: int = 3,
         cycle_weight: float = CYCLE_WEIGHT,
         paired_weight: float = 0.0,
+        scheduler: GanSchedule = "cyclegan",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("optimizer", "adamw")
+        if scheduler not in ("cyclegan", "none"):
+            raise ValueError(f"scheduler must be 'cyclegan' or 'none', got {scheduler!r}")
+        kwargs["scheduler"] = scheduler  # recorded as the fit's schedule (training.json)
         super().__init__(**kwargs)
         if self.optim["optimizer"] != "adamw":
             raise ValueError(
@@ -127,6 +147,14 @@ class CycleGanTraining(StageModule):
         self.automatic_optimization = False
         self.cycle_weight = cycle_weight
         self.paired_weight = paired_weight
+        self.networks: dict[str, Any] = {
+            "generator": generator,
+            "width": width,
+            "blocks": blocks,
+            "disc_width": disc_width,
+            "disc_layers": disc_layers,
+        }
+        """The CycleGAN's sizes (:class:`~cloudxfer.models.cyclegan.CycleGAN`'s arguments)."""
 
     # --- subclasses -------------------------------------------------------------------
     @property
@@ -194,6 +222,7 @@ class CycleGanTraining(StageModule):
         opt_d.step()
         self.untoggle_optimizer(opt_d)
         logs["loss/discriminator"] = loss_d.detach()
+        logs["gan/lr"] = torch.tensor(float(opt_g.optimizer.param_groups[0]["lr"]))
         self.record_training_step(loss_g, logs, len(d.sar))
         return loss_g.detach()
 
@@ -206,7 +235,12 @@ class CycleGanTraining(StageModule):
         super().on_train_epoch_end()
 
     def configure_optimizers(self) -> Any:
-        """AdamW over the generators and AdamW over the discriminators (CycleGAN's betas)."""
+        """AdamW over the generators and AdamW over the discriminators (CycleGAN's betas).
+
+        With ``scheduler`` ``cyclegan`` each gets CycleGAN's policy over the fit's
+        ``max_epochs`` (stepped in :meth:`on_train_epoch_end`: manual optimisation steps no
+        scheduler itself).
+        """
         gan, hp = self.cyclegan, self.optim
         optimisers = [
             torch.optim.AdamW(
@@ -216,12 +250,13 @@ class CycleGanTraining(StageModule):
         ]
         if hp["scheduler"] == "none":
             return optimisers
-        epochs = max(1, int(self.trainer.max_epochs or 1))
-        schedulers = [
-            torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs)
-            for optimiser in optimisers
-        ]
-        return optimisers, schedulers
+        epochs = self.trainer.max_epochs
+        if epochs is None or epochs < 1:
+            raise ValueError(
+                "CycleGAN's learning-rate policy decays over trainer.max_epochs: set it (or "
+                "scheduler none)"
+            )
+        return optimisers, [cyclegan_scheduler(optimiser, epochs) for optimiser in optimisers]
 
 
 class CycleGanPretrain(CycleGanTraining):
@@ -234,12 +269,18 @@ class CycleGanPretrain(CycleGanTraining):
     own optical image, on the tiles known to be clear (:func:`optical_reference`; read only
     to rank epochs, never trained on). A fixed function of the SAR -> optical generator,
     the one CycIT uses; the adversarial terms move with the discriminators and cannot rank
-    epochs, and the cycle L1 would rank the untrained (identity) generators best.
+    epochs, and the cycle L1 measures how well the pair of generators undo each other, not
+    how close G(SAR) comes to the optical tile (untrained U-Net generators, the identity,
+    score it 0).
 
     Args:
-        width: U-Net generator width.
+        generator: ``resnet`` (CycleGAN's ResNet generator) or ``unet`` (compact U-Net).
+        width: Generator width (first convolution's channels).
+        blocks: Residual blocks of the ResNet generator.
         disc_width: PatchGAN discriminator width.
+        disc_layers: PatchGAN stride-2 convolutions.
         cycle_weight: weight of the cycle-consistency L1 (CycleGAN: 10).
+        scheduler: ``cyclegan`` (CycleGAN's policy over ``trainer.max_epochs``) or ``none``.
         **kwargs: see :class:`~cloudxfer.stages.base.StageModule`.
 
     """
@@ -248,14 +289,21 @@ class CycleGanPretrain(CycleGanTraining):
 
     def __init__(
         self,
-        width: int = 16,
-        disc_width: int = 32,
+        generator: GeneratorKind = "resnet",
+        width: int = 64,
+        blocks: int = 6,
+        disc_width: int = 64,
+        disc_layers: int = 3,
         cycle_weight: float = CYCLE_WEIGHT,
+        scheduler: GanSchedule = "cyclegan",
         **kwargs: Any,
     ) -> None:
-        super().__init__(width, disc_width, cycle_weight, **kwargs)
+        super().__init__(
+            generator, width, blocks, disc_width, disc_layers, cycle_weight, 0.0, scheduler,
+            **kwargs,
+        )  # fmt: skip
         self.save_hyperparameters()
-        self.model = CycleGAN(width, disc_width)
+        self.model = CycleGAN(**self.networks)
 
     @classmethod
     def expected_metadata(cls, init_args: dict[str, Any]) -> tuple[str, str]:

@@ -56,7 +56,8 @@ class LateFusionDistillation(StageModule):
         self.model = LateFusionClassifier(backbone, FUSION_INPUTS, len(self.class_names))
 
     def setup(self, stage: str) -> None:
-        """Load and validate the frozen source model before fitting starts."""
+        """Start the network (``init``), then load and validate the frozen source model."""
+        super().setup(stage)
         if stage == "fit" and "source" not in self._teachers:
             f_s = {"source_finetune"}
             self.add_teacher("source", self.hparams["teacher"], f_s, modality="opt", methods=f_s)

@@ -84,6 +84,9 @@ class SourceClassification(StageModule):
         inputs = [MODALITY_INPUTS[modality]]
         self.model = SceneClassifier(backbone, inputs, len(self.class_names), weights)
         self._initialised = mode == "pretrain"
+        if weights is not None:
+            self.initialisation = f"torchvision {weights}"
+            self.mark_pretrained("model.encoder", dict(self.model.encoder.named_parameters()))
 
     def setup(self, stage: str) -> None:
         """For fine-tuning, copy the pre-trained encoder in before training starts.
@@ -91,6 +94,7 @@ class SourceClassification(StageModule):
         Done here rather than in ``__init__`` so ``test``/``predict`` of a fine-tuned checkpoint
         do not need the pre-training checkpoint any more.
         """
+        super().setup(stage)
         if stage != "fit" or self._initialised:
             return
         hp = self.hparams
@@ -105,6 +109,8 @@ class SourceClassification(StageModule):
         model = cast(SceneClassifier, self.model)
         model.encoder.load_state_dict(cast(SceneClassifier, pretrained).encoder.state_dict())
         model.encoder.requires_grad_(not hp["freeze_encoder"])
+        self.mark_pretrained("model.encoder", dict(model.encoder.named_parameters()))
+        self.initialisation = str(hp["init_from"])
         self._initialised = True
 
     @classmethod
@@ -147,8 +153,11 @@ class SarFromSourceModel(StageModule):
 
     def setup(self, stage: str) -> None:
         """Copy f_S's encoder and head in before training."""
+        super().setup(stage)
         if stage != "fit" or self._initialised or self.init_from is None:
             return
         model = cast(SceneClassifier, self.model)
         start_from_f_s(model, self.init_from, self.backbone, self.class_names)
+        self.mark_pretrained("model", dict(model.named_parameters()))
+        self.initialisation = self.init_from
         self._initialised = True

@@ -68,14 +68,17 @@ class TargetDistillation(StageModule):
         self.model = model_cls(backbone, TARGET_INPUTS, len(self.class_names))
 
     def setup(self, stage: str) -> None:
-        """Load and validate the three frozen teachers before fitting starts."""
+        """Start the network (``init``), then load and validate the three frozen teachers."""
+        super().setup(stage)
         if stage != "fit" or self._teachers:
             return
         hp = self.hparams
         aux = {"aux_opt", "aux_sar"}
-        self.add_teacher("opt", hp["teacher_opt"], {"auxiliary"}, modality="opt", methods=aux)
-        self.add_teacher("sar", hp["teacher_sar"], {"auxiliary"}, modality="sar", methods=aux)
         f_s = {"source_finetune"}
+        # the optical teacher may be f_S itself (the target_fs_opt diagnostic row)
+        opt_stages = {"auxiliary", *f_s}
+        self.add_teacher("opt", hp["teacher_opt"], opt_stages, modality="opt", methods=aux | f_s)
+        self.add_teacher("sar", hp["teacher_sar"], {"auxiliary"}, modality="sar", methods=aux)
         self.add_teacher("source", hp["teacher_source"], f_s, modality="opt", methods=f_s)
 
     def weights(

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -407,7 +408,14 @@ def test_test_under_two_process_ddp_matches_single_process(chain_run: Path, tmp_
 def test_every_stage_records_its_training_and_convergence(chain_run: Path) -> None:
     runs = chain_run / "runs"
     stdout = (chain_run / "chain_stdout.txt").read_text()
-    assert "Convergence (the lowest held-out loss reached at least 5 epochs before" in stdout
+    assert "Convergence (schedule finished (the handed-on epoch at <= 20% of the peak" in stdout
+    started = {
+        "source_pretrain": "scratch",
+        "source_finetune": str(runs / "source_pretrain" / "checkpoints" / "best.ckpt"),
+        # the protocol's init: source; the smoke students are f_S's architecture
+        "aux_opt": str(runs / "source_pretrain" / "checkpoints" / "best.ckpt"),
+        "target": str(runs / "source_pretrain" / "checkpoints" / "best.ckpt"),
+    }
     for stage in ("source_pretrain", "source_finetune", "aux_opt", "aux_sar", "target"):
         record = json.loads((runs / stage / "training.json").read_text())
         (epoch,) = record["epochs"]  # smoke: one epoch
@@ -415,8 +423,16 @@ def test_every_stage_records_its_training_and_convergence(chain_run: Path) -> No
         assert math.isfinite(epoch["val"]["loss"])  # the stage's own loss on held-out tiles
         assert record["convergence"]["met"] is False  # one epoch cannot show a flat tail
         assert record["convergence"]["best_epoch"] == 0
+        # the schedule ends with the budget: the handed-on last epoch ran at its annealed end
+        protocol = record["protocol"]
+        handed = protocol["handed_on"]
+        assert protocol["selection"] == "last" and protocol["budget_epochs"] == 1
+        assert handed["epoch"] == 0 and handed["schedule_progress"] == 1.0
+        assert handed["lr_share"] <= 0.2 and epoch["peak_lr"] > epoch["lr"]
+        assert protocol["initialisation"] == started.get(stage, protocol["initialisation"])
         best = torch.load(runs / stage / "checkpoints" / "best.ckpt", weights_only=False)
-        assert best["epoch"] == 0  # the result is the epoch of the lowest held-out loss
+        # the last epoch's weights, written as the fit ended (Lightning counts the epochs done)
+        assert best["epoch"] == 1 and "optimizer_states" not in best
         assert f"{stage}: final train loss {record['final_train_loss']:.4f}" in stdout
         if stage != "source_pretrain":
             metrics = json.loads((runs / stage / "test" / "metrics.json").read_text())
@@ -463,6 +479,25 @@ def test_report_prints_metrics_and_diagnostics(
     assert "teacher opt: accuracy on the training tiles" in out
     assert "teacher agreement opt~sar" in out and "pseudo-labels kept by the filter" in out
     assert "rho_opt" in out and "converged: NO" in out
+    # the protocol of every stage, and what the filter dropped
+    assert "protocol: init scratch; schedule cosine over 1 epochs" in out  # f_pre
+    assert f"protocol: init {chain_run / 'runs' / 'source_pretrain'}" in out  # the students
+    assert "selection last: epoch 1 handed on at lr" in out and "schedule progress 1.00" in out
+    assert re.search(r"teacher accuracy on the kept tiles [\d.n/a]+ % \(\d+ tiles\)", out)
+    # on the test tiles: the student's agreement with its teacher, by teacher confidence
+    aux = out[out.index(f"== {chain_run / 'runs' / 'aux_opt'}\n") :]
+    line = next(x for x in aux.splitlines() if x.startswith("test agreement with teacher "))
+    student = list(
+        csv.DictReader((chain_run / "runs" / "aux_opt" / "test" / "predictions.csv").open())
+    )
+    teacher = {
+        r["id"]: r
+        for r in csv.DictReader(
+            (chain_run / "runs" / "source_finetune" / "test" / "predictions.csv").open()
+        )
+    }
+    same = sum(r["pred"] == teacher[r["id"]]["pred"] for r in student)
+    assert f"all {100 * same / len(student):.1f} % ({len(student)})" in line
     metrics = json.loads((chain_run / "runs" / "target" / "test" / "metrics.json").read_text())
     assert f"OA {100 * metrics['oa']:.1f} %" in out
     with pytest.raises(SystemExit):
@@ -592,7 +627,10 @@ def test_comparison_rows_fit_test_and_never_serve_as_teachers(
 
 @pytest.mark.slow
 def test_early_stopping_ends_a_fit_and_its_result_is_the_lowest_epoch(
-    chain_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    chain_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from cloudxfer.cli import main
 
@@ -601,19 +639,24 @@ def test_early_stopping_ends_a_fit_and_its_result_is_the_lowest_epoch(
     args = [
         *_stage_args(chain_run, "aux_sar"),
         "--profile.patience=1",
+        "--profile.selection=lowest_val",
         f"--trainer.max_epochs={max_epochs}",
         "--trainer.limit_train_batches=2",
         f"--trainer.default_root_dir={tmp_path}",
     ]
-    assert main(["fit", *args]) == 0
+    # early stopping would cut a cosine short: refused before anything is written
+    assert main(["fit", *args]) == 2
+    assert "early stopping would end the 'cosine' schedule" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists()
+    assert main(["fit", *args, "--model.init_args.scheduler=plateau"]) == 0
     record = json.loads((tmp_path / "training.json").read_text())
     conv = record["convergence"]
-    assert conv["patience"] == 1  # the stage judged its curve with early stopping's patience
     curve = [epoch["val"]["loss"] for epoch in record["epochs"]]
     best = min(range(len(curve)), key=curve.__getitem__)
-    assert conv["best_epoch"] == best
+    assert conv["best_epoch"] == best and record["protocol"]["handed_on"]["epoch"] == best
+    assert record["protocol"]["schedule"] == "plateau"
     if len(curve) < max_epochs:  # stopped early: only once the lowest loss was an epoch old
-        assert conv["met"] and len(curve) - 1 - best >= 1
+        assert len(curve) - 1 - best >= 1
     # two batches an epoch: best.ckpt holds the weights after the lowest epoch, last.ckpt
     # (where a resume starts) those after the final one
     saved = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
@@ -794,3 +837,87 @@ def test_the_documented_example_method_registers_and_runs(
     assert metrics is not None and metrics["n"] > 0
     hparams = torch.load(runs[-1].checkpoint, weights_only=False)["hyper_parameters"]
     assert hparams["temperature"] == 2.0 and hparams["targets"] == "soft"  # kd_s's, then its own
+
+
+@pytest.mark.slow
+def test_a_run_forked_by_the_runner_ends_as_a_fresh_subprocess_does(
+    chain_run: Path, tmp_path: Path
+) -> None:
+    """The runner's forkserver children leak no random, thread or module state into a run."""
+    from cloudxfer.runner.launch import launch
+
+    scores = []
+    for how in ("forked", "subprocess", "forked again"):
+        folder = tmp_path / how.replace(" ", "_")
+        common = [
+            *_stage_args(chain_run, "source_finetune"),
+            f"--trainer.default_root_dir={folder}",
+        ]
+        test = [*common, f"--ckpt_path={folder / 'checkpoints' / 'best.ckpt'}"]
+        for subcommand, args in (("fit", common), ("test", test)):
+            line = [sys.executable, "-m", "cloudxfer", subcommand, *args]
+            if how == "subprocess":
+                assert subprocess.run(line, check=False).returncode == 0
+            else:
+                assert launch(line) == 0
+        scores.append(json.loads((folder / "test" / "metrics.json").read_text()))
+    assert scores[0] == scores[1] == scores[2]
+    # a failing command's exit code reaches the runner
+    assert launch([sys.executable, "-m", "cloudxfer", "fit", "--config", "missing.yaml"]) != 0
+
+
+def _table_files(out: Path, share: Path) -> dict[str, str]:
+    """A table's files with its output and share folders named alike (they enter its header)."""
+    return {
+        name: (out / name).read_text().replace(str(out), "OUT").replace(str(share), "SHARE")
+        for name in ("table.md", "table.csv")
+    }
+
+
+@pytest.mark.slow
+def test_a_killed_runner_run_again_writes_the_uninterrupted_table(
+    chain_run: Path, tmp_path: Path
+) -> None:
+    """Killed during a fit, between a fit and its test, while writing its table or copying a
+    shared run, ``cloudxfer run`` run again writes the uninterrupted table, and fits no run
+    that had finished. Eight runner invocations of a two-run smoke table."""
+    data = chain_run / "data"
+
+    def run(out: Path, share: Path, kill: str | None = None) -> tuple[int, int]:
+        """Return the runner's exit code and how many fits ran to their end (traced)."""
+        trace = out.parent / f"{out.name}.trace"
+        trace.unlink(missing_ok=True)
+        env = {**os.environ, "CLOUDXFER_TEST_KILL_TRACE": str(trace), "PYTHONWARNINGS": "ignore"}
+        env.pop("CLOUDXFER_TEST_KILL_AT", None)
+        if kill:
+            env["CLOUDXFER_TEST_KILL_AT"] = kill
+        args = [
+            "run", "--methods", "source_finetune", "--seeds", "0", "--profile", "smoke",
+            "--out", str(out), "--share-dir", str(share), "--data-root", str(data / "target"),
+            "--source-root", str(data / "source"),
+        ]  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "cloudxfer", *args], env=env, cwd=REPO, capture_output=True
+        )
+        points = trace.read_text().splitlines() if trace.is_file() else []
+        return done.returncode, sum(point.startswith("fit_end:") for point in points)
+
+    def unfinished(out: Path) -> int:
+        folders = (out / "seed0" / name for name in ("source_pretrain", "source_finetune"))
+        return sum(not (folder / "stage_done.json").is_file() for folder in folders)
+
+    assert run(tmp_path / "ref", tmp_path / "share_ref") == (0, 2)
+    reference = _table_files(tmp_path / "ref", tmp_path / "share_ref")
+    out, share = tmp_path / "killed", tmp_path / "share"
+    for kill in ("train_batch:2", "runner:fitted", "write:table.csv"):
+        rc, _ = run(out, share, kill)
+        assert rc != 0, kill  # the fit, or the runner itself, was killed
+    before = unfinished(out)
+    assert run(out, share) == (0, before)  # only what had not finished was fitted
+    assert _table_files(out, share) == reference
+    # a second table reads the shared source pre-training: killed while copying it
+    copied = tmp_path / "copied"
+    rc, _ = run(copied, share, "runner:copy:2")
+    assert rc != 0
+    assert run(copied, share) == (0, 1)  # f_S alone: the pre-training is copied, not fitted
+    assert _table_files(copied, share) == reference

@@ -239,6 +239,7 @@ def _fit_args(tmp: Path, root: Path, *extra: str) -> list[str]:
         f"--profile.run_root={tmp / 'runs'}",
         f"--profile.store_dir={tmp / 'store'}",
         "--profile.threads=1",
+        "--profile.init=scratch",  # no source pre-training here
         f"--data.init_args.classes=[{', '.join(CLASSES)}]",
         f"--data.init_args.labelled_per_class={LABELLED_PER_CLASS}",
         f"--trainer.default_root_dir={tmp / 'run'}",

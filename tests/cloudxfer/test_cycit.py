@@ -1,23 +1,27 @@
-"""CycIT: the CycleGAN's networks and losses, manual optimisation, references, data and plan."""
+"""CycIT: the CycleGAN's networks, sizes, losses, LR policy, checkpoints, references and plan."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from torchmetrics.image import PeakSignalNoiseRatio
 
+from cloudxfer.checkpoints import CheckpointError
 from cloudxfer.image_quality import TranslationQuality
-from cloudxfer.models.cyclegan import CycleGAN
-from cloudxfer.models.patchgan import PatchDiscriminator
+from cloudxfer.lr_policy import cyclegan_lr_factor
+from cloudxfer.models.cyclegan import CycleGAN, load_translator
+from cloudxfer.models.patchgan import PatchDiscriminator, receptive_field
+from cloudxfer.models.resnet_generator import ResnetGenerator
 from cloudxfer.reporting.tables import collect, format_paper_table
 from cloudxfer.runner.methods import TABLES
 from cloudxfer.runner.plan import METRICS, RECORD_FILENAME, Setting, plan, profile_path
@@ -30,25 +34,118 @@ TILE = 64
 
 
 def test_generators_keep_the_tile_and_the_patchgan_judges_patches() -> None:
-    gan = CycleGAN(width=8, disc_width=8)
+    gan = CycleGAN(width=8, blocks=2, disc_width=8)
     sar = torch.randn(2, 3, TILE, TILE)
     assert gan({"image_sar": sar}).shape == (2, 3, TILE, TILE)
     assert gan.opt_to_sar(sar).shape == (2, 3, TILE, TILE)
-    assert gan.d_opt(sar).shape == (2, 1, 15, 15)  # 22 px patches, 4 px apart
-    assert PatchDiscriminator(4)(torch.randn(1, 3, 32, 32)).shape == (1, 1, 7, 7)
+    assert gan.d_opt(sar).shape == (2, 1, 6, 6)  # 70 px patches: each sees the whole tile
+    assert PatchDiscriminator(4, layers=2)(torch.randn(1, 3, 32, 32)).shape == (1, 1, 6, 6)
+    assert [receptive_field(n) for n in (1, 2, 3)] == [16, 34, 70]
     generators = {id(p) for p in gan.generator_parameters()}
     discriminators = {id(p) for p in gan.discriminator_parameters()}
     assert generators.isdisjoint(discriminators)
     assert len(generators) + len(discriminators) == len(list(gan.parameters()))
     with pytest.raises(ValueError, match="width"):
         PatchDiscriminator(0)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        gan.sar_to_opt(torch.randn(1, 3, 30, 30))
+    unet = CycleGAN("unet", width=8, disc_width=8)
+    unet_parameters = sum(p.numel() for p in unet.sar_to_opt.parameters())
+    assert unet.spec["generator"] == {"kind": "unet", "width": 8, "parameters": unet_parameters}
+    assert unet({"image_sar": sar}).shape == (2, 3, TILE, TILE)
+
+
+def test_the_standard_networks_have_cyclegans_sizes() -> None:
+    """9 blocks at width 64: CycleGAN's 256 px generator (11.378 M), and its 70 x 70 judge."""
+    generator = ResnetGenerator(width=64, blocks=9)
+    parameters = sum(p.numel() for p in generator.parameters())
+    assert f"{parameters / 1e6:.3f}" == "11.378"  # CycleGAN prints 11.378 M for G_A
+    assert generator.spec == {"kind": "resnet", "width": 64, "blocks": 9, "parameters": parameters}
+    with torch.no_grad():
+        assert generator(torch.randn(1, 3, TILE, TILE)).shape == (1, 3, TILE, TILE)
+    judge = PatchDiscriminator(width=64, layers=3)
+    assert f"{judge.spec['parameters'] / 1e6:.3f}" == "2.765"  # CycleGAN's D_A
+    assert judge.spec["receptive_field"] == 70
+    six = ResnetGenerator(width=64, blocks=6).spec["parameters"]
+    assert parameters - six == 3 * 2 * (256 * 256 * 9 + 256)  # three blocks of two 3x3 convs
+
+
+def test_the_lr_policy_is_constant_then_linear_to_zero_at_the_budgets_end() -> None:
+    factors = [cyclegan_lr_factor(e, 10) for e in range(11)]
+    assert factors[:5] == [1.0] * 5  # the first half at the initial rate
+    steps = [a - b for a, b in zip(factors[4:], factors[5:], strict=False)]
+    assert all(step == pytest.approx(1 / 6) for step in steps)  # then linear ...
+    assert factors[9] == pytest.approx(1 / 6) and factors[10] == 0.0  # ... to 0 at the end
+    # 200 epochs: CycleGAN's 100 + 100 (its epoch 101 at 100/101, its last at 1/101)
+    assert cyclegan_lr_factor(99, 200) == 1.0
+    assert cyclegan_lr_factor(100, 200) == pytest.approx(100 / 101)
+    assert cyclegan_lr_factor(199, 200) == pytest.approx(1 / 101)
+    assert cyclegan_lr_factor(0, 1) == 1.0  # a one-epoch budget trains at the initial rate
+    with pytest.raises(ValueError, match="budget"):
+        cyclegan_lr_factor(0, 0)
+
+
+def test_a_fit_follows_the_lr_policy_to_its_last_epoch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    stage = CycleGanPretrain(width=4, blocks=1, disc_width=4, disc_layers=1, lr=0.3,
+                             class_names=CLASSES)  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(stage, train_dataloaders=DataLoader(_unpaired_batches(1, size=16), batch_size=1))
+    record = json.loads((tmp_path / "training.json").read_text())
+    lrs = [epoch["train"]["gan/lr"] for epoch in record["epochs"]]
+    assert lrs == pytest.approx([0.3, 0.3, 0.15])  # 3 epochs: 2 constant, then 1/2 ...
+    schedulers = cast(list[LRScheduler], stage.lr_schedulers())
+    assert [s.get_last_lr() for s in schedulers] == [[0.0], [0.0]]  # ... and 0 at the end
+    with pytest.raises(ValueError, match="'cyclegan' or 'none'"):
+        CycleGanPretrain(scheduler="cosine", class_names=CLASSES)
+
+
+def _save_stage(stage: pl.LightningModule, path: Path) -> Path:
+    """A checkpoint as the training command leaves it: weights and stage metadata."""
+    metadata = stage.stage_metadata()  # type: ignore[operator]
+    torch.save({"state_dict": stage.state_dict(), "cloudxfer": metadata}, path)
+    return path
+
+
+def test_a_checkpoint_rebuilds_the_same_cyclegan(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    sizes = {"width": 8, "blocks": 2, "disc_width": 8, "disc_layers": 2}
+    pre = CycleGanPretrain(**sizes, class_names=CLASSES)
+    spec = pre.stage_metadata()["model"]
+    parameters = sum(p.numel() for p in pre.cyclegan.sar_to_opt.parameters())
+    assert spec["generator"] == {
+        "kind": "resnet",
+        "width": 8,
+        "blocks": 2,
+        "parameters": parameters,
+    }
+    assert spec["discriminator"]["layers"] == 2 and spec["discriminator"]["receptive_field"] == 34
+    sar = torch.randn(2, 3, 32, 32)
+    for stage in (pre, CycleTranslationAdaptation(**sizes, backbone="resnet10",
+                                                  class_names=CLASSES)):  # fmt: skip
+        stage.cyclegan.load_state_dict(pre.cyclegan.state_dict())
+        path = _save_stage(stage, tmp_path / f"{stage.stage_name}.ckpt")
+        rebuilt, meta = load_translator(path)
+        assert meta["stage"] == stage.stage_name and rebuilt.spec == pre.cyclegan.spec
+        with torch.no_grad():
+            torch.testing.assert_close(rebuilt.sar_to_opt(sar), pre.cyclegan.sar_to_opt(sar))
+    old = {**pre.stage_metadata(), "model": {"kind": "cyclegan", "width": 16, "disc_width": 32}}
+    torch.save({"state_dict": pre.state_dict(), "cloudxfer": old}, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError, match="retrain"):
+        load_translator(tmp_path / "old.ckpt")
 
 
 def test_cycle_loss_is_zero_for_identity_generators_only() -> None:
     torch.manual_seed(0)
-    stage = CycleGanPretrain(width=8, disc_width=8, class_names=CLASSES)
+    stage = CycleGanPretrain(
+        generator="unet", width=8, disc_width=8, disc_layers=1, class_names=CLASSES
+    )
     sar, opt = torch.randn(3, 3, 16, 16), torch.randn(2, 3, 16, 16)
-    # untrained generators are the identity (zero-initialised residual U-Nets)
+    # untrained U-Net generators are the identity (zero-initialised residual U-Nets)
     assert float(stage.cycle_loss(sar)) == pytest.approx(0.0, abs=1e-7)
     _, logs, _ = stage.generator_objective(Domains(sar, opt))
     assert float(logs["loss/cycle"]) == pytest.approx(0.0, abs=1e-7)
@@ -57,7 +154,9 @@ def test_cycle_loss_is_zero_for_identity_generators_only() -> None:
     with pytest.raises(ValueError, match="source_stream"):
         stage.domains({"target": {"image_sar": sar}})
     # held out: translated SAR vs the tile's own optical, only where the tile is known clear
-    fresh = CycleGanPretrain(width=8, disc_width=8, class_names=CLASSES)
+    fresh = CycleGanPretrain(
+        generator="unet", width=8, disc_width=8, disc_layers=1, class_names=CLASSES
+    )
     held = {"image_sar": sar, "image_opt": sar + torch.tensor([1.0, 5.0, 5.0]).view(3, 1, 1, 1),
             "cloud_fraction": torch.tensor([0.0, 0.4, math.nan])}  # fmt: skip
     loss, logs = fresh.compute_loss(held)
@@ -89,12 +188,12 @@ class _StepSpy(pl.Callback):
             optimiser.step = step  # type: ignore[method-assign]
 
 
-def _unpaired_batches(n: int = 4) -> list[dict[str, dict[str, Any]]]:
+def _unpaired_batches(n: int = 4, size: int = 32) -> list[dict[str, dict[str, Any]]]:
     generator = torch.Generator().manual_seed(1)
     return [
         {
-            "target": {"image_sar": torch.randn(3, 32, 32, generator=generator), "id": f"t{i}"},
-            "source": {"image_opt": torch.rand(3, 32, 32, generator=generator) + 1.0},
+            "target": {"image_sar": torch.randn(3, size, size, generator=generator), "id": f"t{i}"},
+            "source": {"image_opt": torch.rand(3, size, size, generator=generator) + 1.0},
         }
         for i in range(n)
     ]
@@ -102,7 +201,7 @@ def _unpaired_batches(n: int = 4) -> list[dict[str, dict[str, Any]]]:
 
 def test_a_training_step_moves_the_generators_then_the_discriminators(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    stage = CycleGanPretrain(width=8, disc_width=8, class_names=CLASSES, scheduler="none")
+    stage = CycleGanPretrain(width=8, blocks=1, disc_width=8, class_names=CLASSES, scheduler="none")
     start = {n: p.detach().clone() for n, p in stage.named_parameters()}
     spy = _StepSpy()
     trainer = pl.Trainer(
@@ -157,10 +256,11 @@ def _labelled_batch() -> dict[str, Any]:
 
 def test_cycit_adapts_with_a_paired_l1_against_the_references() -> None:
     stage = CycleTranslationAdaptation(
-        backbone="resnet10", width=8, disc_width=8, paired_weight=3.0, class_names=CLASSES
-    )
+        backbone="resnet10", generator="unet", width=8, disc_width=8, disc_layers=1,
+        paired_weight=3.0, class_names=CLASSES,
+    )  # fmt: skip
     batch = _labelled_batch()
-    # identity generators translate SAR 0 to 0; the two references are 1: paired L1 is 1
+    # identity (U-Net) generators translate SAR 0 to 0; the two references are 1: paired L1 is 1
     loss, logs = stage.compute_loss(batch)
     assert float(loss) == pytest.approx(1.0) and float(logs["gan/paired_share"]) == 0.5
     d = stage.domains(batch)
@@ -183,19 +283,14 @@ def test_cycit_adapts_with_a_paired_l1_against_the_references() -> None:
 
 
 def test_cycit_refuses_a_translator_of_another_size(tmp_path: Path) -> None:
-    pre = CycleGanPretrain(width=8, disc_width=8, class_names=CLASSES)
-    ckpt = tmp_path / "pre.ckpt"
-    torch.save(
-        {"state_dict": {f"model.{k}": v for k, v in pre.model.state_dict().items()},
-         "cloudxfer": pre.stage_metadata()},
-        ckpt,
-    )  # fmt: skip
+    pre = CycleGanPretrain(width=8, blocks=1, disc_width=8, class_names=CLASSES)
+    ckpt = _save_stage(pre, tmp_path / "pre.ckpt")
     assert pre.stage_metadata()["modality"] == "sar"
     stage = CycleTranslationAdaptation(
-        translator_from=str(ckpt), classifier=str(ckpt), backbone="resnet10", width=8,
+        translator_from=str(ckpt), classifier=str(ckpt), backbone="resnet10", width=8, blocks=1,
         disc_width=16, class_names=CLASSES,
     )  # fmt: skip
-    with pytest.raises(ValueError, match="disc_width 8 differs"):
+    with pytest.raises(ValueError, match="discriminator .* differs from this run's"):
         stage.setup("fit")
 
 

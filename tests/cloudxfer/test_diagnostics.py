@@ -25,35 +25,38 @@ def test_epoch_means_reduce_sums_over_ranks() -> None:
     assert means.compute(lambda totals: 2 * totals) == pytest.approx({"loss": 2.0})
 
 
-def test_converged_once_the_lowest_loss_is_patience_epochs_old() -> None:
+def test_converged_once_flat_and_annealed() -> None:
     curve = [2.0, 1.2, 0.9, 0.8, 0.79, 0.795, 0.80, 0.791, 0.792, 0.793]
-    record = convergence(curve, patience=5)
-    assert record["met"] and record["best_epoch"] == 4 and record["epochs_since_best"] == 5
-    assert record["best_loss"] == pytest.approx(0.79) and record["epochs"] == 10
-    assert not convergence(curve, patience=6)["met"]
+    record = convergence(curve, lr_share=0.01)
+    assert record["met"] and record["flattened"] and record["schedule_finished"]
+    assert record["window"] == 2 and record["relative_change"] == pytest.approx(
+        abs((0.792 + 0.793) / 2 - (0.80 + 0.791) / 2) / ((0.80 + 0.791) / 2), rel=1e-4
+    )
+    assert record["best_epoch"] == 4 and record["best_loss"] == pytest.approx(0.79)
+    assert record["final_loss"] == pytest.approx(0.793) and record["epochs"] == 10
+
+
+def test_a_flat_curve_at_full_learning_rate_proves_nothing() -> None:
+    curve = [2.0, 1.2, 0.8, 0.8, 0.8, 0.8]
+    assert not convergence(curve, lr_share=0.9)["met"]
+    assert not convergence(curve)["met"]  # learning rate not recorded: not finished
+    assert convergence(curve, lr_share=0.2)["met"]  # at the bound: finished
 
 
 def test_a_falling_curve_has_not_converged() -> None:
-    record = convergence([2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6])
-    assert not record["met"] and record["best_epoch"] == 9 and record["epochs_since_best"] == 0
+    record = convergence([2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6], lr_share=0.0)
+    assert not record["met"] and not record["flattened"] and record["best_epoch"] == 9
 
 
-def test_a_noisy_curve_is_judged_by_its_lowest_epoch() -> None:
-    # One lucky low epoch that later epochs never beat: the curve stopped improving there.
-    curve = [3.0, 2.5, 1.1, 1.45, 1.4, 1.3, 1.35, 1.2, 1.25]
-    assert convergence(curve, patience=5)["met"]
-    # A later, lower epoch restarts the count.
-    assert not convergence([*curve, 1.05], patience=5)["met"]
-
-
-def test_a_rising_tail_has_stopped_improving() -> None:
-    assert convergence([1.0, 0.8, 0.7, 0.72, 0.75, 0.8], patience=3)["met"]
+def test_too_few_epochs_cannot_be_judged() -> None:
+    record = convergence([1.0, 0.9, 0.9], lr_share=0.0)  # a window of 2 needs 4 epochs
+    assert not record["met"] and record["relative_change"] is None
 
 
 def test_empty_and_non_finite_curves() -> None:
     assert not convergence([])["met"] and convergence([])["best_epoch"] is None
-    record = convergence([math.nan, 1.0, 1.0, 1.0], patience=2)  # non-finite: not epochs
-    assert record["epochs"] == 3 and record["best_epoch"] == 0 and record["met"]
+    record = convergence([math.nan, 1.0, 1.0, 1.0, 1.0], lr_share=0.0)  # non-finite: not epochs
+    assert record["epochs"] == 4 and record["best_epoch"] == 0 and record["met"]
 
 
 def test_teacher_diagnostics_split_cloudy_and_clear() -> None:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cloudxfer.cli import main
-from cloudxfer.profile import Profile, profile_targets
+from cloudxfer.profile import INIT_KEY, Profile, pretraining_of, profile_targets
 from cloudxfer.runner.methods import EXPERIMENTS, METHODS
 
 PROFILES = sorted((EXPERIMENTS / "profiles").glob("*.yaml"))
@@ -63,6 +63,9 @@ def test_every_method_takes_its_budget_network_and_data_from_the_profile(
         if key.startswith("data.") and value is None and key.split(".")[-1] not in str(config):
             continue  # an argument the data module does not have
         expected = quick.get(field, getattr(Profile(), field))
+        pretraining = pretraining_of(m.card, {**vars(Profile()), **quick})
+        if key == INIT_KEY and pretraining:  # init: source names the pre-training's result
+            expected = f"{quick['run_root']}/{pretraining}/checkpoints/best.ckpt"
         assert value == expected, (method, key)
     # the card's data settings and upstream results, and the run folder under run_root
     for key, upstream in m.card.needs.items():
@@ -79,7 +82,7 @@ def test_a_method_setting_wins_over_the_profile_and_the_command_line_over_both(
     monkeypatch.setattr(sys, "argv", ["cloudxfer"])
     smoke = EXPERIMENTS / "profiles" / "smoke.yaml"
     cycit = _resolved(capsys, smoke, "cycit")
-    assert cycit["model"]["init_args"]["lr"] == 0.001  # its own, not the profile's 0.01
+    assert cycit["model"]["init_args"]["lr"] == 0.0002  # its own, not the profile's 0.01
     assert cycit["data"]["init_args"]["batch_size"] == 8  # its card's, not the profile's 8
     assert cycit["data"]["init_args"]["clear_twins"] is True  # its declared stream
     given = _resolved(
@@ -106,3 +109,33 @@ def test_every_profile_composes_with_the_target_method(
     assert config["model"]["init_args"]["backbone"] == values["target_backbone"]
     assert config["trainer"]["max_epochs"] == values["epochs_target"]
     assert config["seed_everything"] == values["seed"]
+
+
+@pytest.mark.parametrize(
+    ("init", "target_backbone", "expected"),
+    [
+        ("source", "resnet10", "runs/smoke/source_pretrain/checkpoints/best.ckpt"),
+        ("source", "resnet18", "runs/smoke/student_pretrain/checkpoints/best.ckpt"),
+        ("scratch", "resnet10", "scratch"),
+        ("/weights/imagenet.pth", "resnet10", "/weights/imagenet.pth"),
+    ],
+)
+def test_the_profile_init_starts_every_protocol_student_alike(
+    init: str,
+    target_backbone: str,
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A student starts from its architecture's source pre-training, scratch or a file."""
+    monkeypatch.setattr(sys, "argv", ["cloudxfer"])
+    smoke = EXPERIMENTS / "profiles" / "smoke.yaml"
+    extra = (f"--profile.init={init}", f"--profile.target_backbone={target_backbone}")
+    for method in ("aux_opt", "target", "kd_s", "ogm_ge"):
+        config = _resolved(capsys, smoke, method, *extra)
+        assert config["model"]["init_args"]["init"] == expected, method
+    # f_S starts from f_pre by definition, whatever the protocol; an ablation keeps its own
+    source = _resolved(capsys, smoke, "source_finetune", *extra)["model"]["init_args"]
+    assert source.get("init") is None
+    scratch = _resolved(capsys, smoke, "target_scratch", *extra)
+    assert scratch["model"]["init_args"]["init"] == "scratch"

@@ -8,6 +8,7 @@ import torch
 
 from datamodules import CloudConfig, Sen12msCloudDataModule, Standardisation
 from datamodules.clouds import NO_CLOUDS
+from datamodules.errors import DataError
 from datamodules.normalisation import SAR_RATIO_DB_MAX, SAR_RATIO_DB_MIN
 from datamodules.splits import read_split_csv
 
@@ -195,7 +196,7 @@ def test_center_crop_of_larger_patch(make_sen12ms):
     assert sample["image_opt"].shape == (3, 64, 64) and sample["id"] in fixture.labels
 
 
-@pytest.mark.parametrize("form", ["name", "index", "probabilities", "pickle"])
+@pytest.mark.parametrize("form", ["name", "index", "probabilities"])
 def test_label_forms(make_sen12ms, form):
     fixture = make_sen12ms(label_form=form, patches_per_class=5)
     dm = make_dm(fixture, labelled_per_class=2)
@@ -203,7 +204,7 @@ def test_label_forms(make_sen12ms, form):
     assert {r.id: r.label for r in dm.split_rows} == fixture.labels
 
 
-@pytest.mark.parametrize("form", ["igbp17", "pickle_igbp17"])
+@pytest.mark.parametrize("form", ["igbp17"])
 def test_igbp_label_forms(make_sen12ms, form):
     fixture = make_sen12ms(classes=IGBP10, label_form=form, patches_per_class=3)
     dm = make_dm(fixture, labelled_per_class=1)
@@ -321,8 +322,10 @@ def test_nan_sar_filled_with_warning(sen12ms_dataset, write_geotiff):
     assert math.isfinite(sample["cloud_fraction"].item())
 
 
-def test_labels_pickle_with_tif_names(make_sen12ms):
+def test_a_labels_pickle_is_refused_with_the_command_that_reads_it(make_sen12ms):
     fixture = make_sen12ms(label_form="pickle", patches_per_class=3)
     with fixture.labels_path.open("rb") as handle:
         assert all(k.endswith(".tif") for k in pickle.load(handle))
-    assert make_dm(fixture, labelled_per_class=1).num_classes == 3
+    dm = make_dm(fixture, labelled_per_class=1)
+    with pytest.raises(DataError, match="read once by `cloudxfer prepare sen12ms --labels"):
+        dm.setup()

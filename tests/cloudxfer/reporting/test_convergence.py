@@ -26,7 +26,7 @@ def _stage(root: Path, name: str, train: list[float], val: list[float | None]) -
         "stage": name,
         "epochs": epochs,
         "final_train_loss": train[-1],
-        "convergence": convergence(held_out, patience=2),
+        "convergence": convergence(held_out, lr_share=0.0),
     }
     (folder / TRAINING_FILENAME).write_text(json.dumps(record))
     return folder
@@ -34,8 +34,8 @@ def _stage(root: Path, name: str, train: list[float], val: list[float | None]) -
 
 def test_curves_and_csv_follow_each_stage_record(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    # held-out lowest at the 2nd epoch, two epochs without improvement since: converged
-    _stage(runs, "aux_opt", [2.0, 1.5, 1.0, 0.5], [2.2, 1.8, 1.9, 2.0])
+    # held-out lowest at the 2nd epoch, flat since (annealed): converged
+    _stage(runs, "aux_opt", [2.0, 1.5, 1.0, 0.5, 0.4, 0.3], [2.2, 1.8, 1.8, 1.8, 1.81, 1.8])
     # held-out still falling at the last epoch: not converged
     _stage(runs, "aux_sar", [2.0, 1.9, 1.8], [2.1, 2.0, 1.7])
     (runs / "notes").mkdir()  # not a stage folder: skipped
@@ -46,11 +46,12 @@ def test_curves_and_csv_follow_each_stage_record(tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     assert [(r["stage"], r["epoch"]) for r in rows] == [
         ("aux_opt", "1"), ("aux_opt", "2"), ("aux_opt", "3"), ("aux_opt", "4"),
+        ("aux_opt", "5"), ("aux_opt", "6"),
         ("aux_sar", "1"), ("aux_sar", "2"), ("aux_sar", "3"),
     ]  # fmt: skip
     opt = [r for r in rows if r["stage"] == "aux_opt"]
-    assert [float(r["val_loss"]) for r in opt] == [2.2, 1.8, 1.9, 2.0]
-    assert [float(r["train_loss"]) for r in opt] == [2.0, 1.5, 1.0, 0.5]
+    assert [float(r["val_loss"]) for r in opt] == [2.2, 1.8, 1.8, 1.8, 1.81, 1.8]
+    assert [float(r["train_loss"]) for r in opt] == [2.0, 1.5, 1.0, 0.5, 0.4, 0.3]
     assert {(r["best_epoch"], r["converged"]) for r in opt} == {("2", "yes")}
     sar = [r for r in rows if r["stage"] == "aux_sar"]
     assert {(r["best_epoch"], r["converged"]) for r in sar} == {("3", "no")}

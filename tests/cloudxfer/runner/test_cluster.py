@@ -63,8 +63,9 @@ def test_slurm_jobs_carry_partition_gpus_and_afterok_dependencies(
     )
     target = by_name["target-seed1"]["slurm_dependency"]
     assert target == "afterok:" + ":".join(
-        ids[f"{name}-seed1"] for name in ("aux_opt", "aux_sar", "source_finetune")
-    )
+        [*(ids[f"{name}-seed1"] for name in ("aux_opt", "aux_sar", "source_finetune")),
+         ids["source_pretrain-seed0"]]  # the pre-training its network starts from
+    )  # fmt: skip
     # the parameters are the documented ones, nothing more
     params = job_parameters(runs[-1], ["7"], ClusterOptions("local", tmp_path))
     assert params == {"name": runs[-1].method.name + "-seed1", "timeout_min": 240}

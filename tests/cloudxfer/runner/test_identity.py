@@ -60,7 +60,7 @@ def test_moving_results_and_data_keeps_every_id_and_reuses_every_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer(calls))
     first = tmp_path / "first"
     data, source = _data(first / "data" / "target"), _data(first / "data" / "source")
     runs = plan(["target"], [0], _setting(first / "runs", data, source))
@@ -99,7 +99,7 @@ def test_new_code_is_reported_and_rerun_or_kept_and_marked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer(calls))
     setting = _setting(tmp_path, tmp_path / "d", tmp_path / "s")
     runs = plan(["target"], [0], setting)
     execute(runs, log=lambda _: None)
@@ -135,7 +135,7 @@ def test_a_failed_setup_does_not_block_its_corrected_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer(calls))
     runs = plan(["source_pretrain"], [0], _setting(tmp_path, tmp_path / "d", tmp_path / "s"))
     # a run of another configuration whose setup failed: its record, no checkpoint
     write_json(runs[0].directory / "run.json", {"id": "0ld", "config_id": "0ld"})
@@ -153,11 +153,11 @@ def test_two_runners_on_one_folder_train_each_run_once(
     calls: list[list[str]] = []
     fake = _fake_cloudxfer(calls)
 
-    def slow(args: list[str], env: Any = None, check: bool = False) -> Any:
+    def slow(args: list[str], env: Any = None) -> int:
         time.sleep(0.2)  # both runners reach each run while the other one trains it
-        return fake(args, env=env, check=check)
+        return int(fake(args, env=env))
 
-    monkeypatch.setattr(execute_module.subprocess, "run", slow)
+    monkeypatch.setattr(execute_module, "launch", slow)
     runs = plan(["aux_opt"], [0], _setting(tmp_path, tmp_path / "d", tmp_path / "s"))
     logs: list[list[str]] = [[], []]
     threads = [

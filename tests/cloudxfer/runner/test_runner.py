@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from cloudxfer.runner.cli import main as run_main
 from cloudxfer.runner.methods import TABLES, Method
 from cloudxfer.runner.plan import METRICS, profile_path
 from cloudxfer.sim.record import SIMULATION_RECORD
+from datamodules.errors import DataError
 from datamodules.runfiles import write_json
 
 
@@ -88,17 +88,15 @@ def _folder(args: list[str]) -> Path:
 
 
 def _fake_cloudxfer(calls: list[list[str]], fail: set[str] | None = None) -> Any:
-    """Stand-in for the fit/test subprocesses: write what the real ones would write."""
+    """Stand-in for the runner's fit/test launches: write what the real ones would write."""
 
-    def run(
-        args: list[str], env: Any = None, check: bool = False
-    ) -> subprocess.CompletedProcess[str]:
+    def run(args: list[str], env: Any = None) -> int:
         calls.append(args)
         options = dict(a.split("=", 1) for a in args if a.startswith("--") and "=" in a)
         folder = Path(options["--trainer.default_root_dir"])
         name = folder.name
         if fail and name in fail:
-            return subprocess.CompletedProcess(args, 1)
+            return 1
         if args[3] == "fit":
             (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
             stage = METHODS[name].stage
@@ -119,7 +117,7 @@ def _fake_cloudxfer(calls: list[list[str]], fail: set[str] | None = None) -> Any
                 "n_clear": 6,
             }
             (folder / "test" / "metrics.json").write_text(json.dumps(metrics))
-        return subprocess.CompletedProcess(args, 0)
+        return 0
 
     return run
 
@@ -128,7 +126,7 @@ def test_execute_runs_in_order_then_reuses_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer(calls))
     runs = plan(["target"], [0], _setting(tmp_path))
     lines: list[str] = []
     results = execute(runs, log=lines.append)
@@ -165,7 +163,7 @@ def test_an_unreadable_checkpoint_is_reported_and_its_run_fitted_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer(calls))
     runs = plan(["target"], [0], _setting(tmp_path))
     execute(runs, log=lambda _: None)
     by_name = {r.method.name: r for r in runs}
@@ -215,6 +213,11 @@ def test_an_unreadable_checkpoint_is_reported_and_its_run_fitted_again(
     )
     out = tmp_path / "chain"
     chain = ["--profile", "smoke", "--out", str(out), "--no-compare"]
+    # what the chain checks before any run: a target root with its labels, a source folder
+    (out / "data" / "target").mkdir(parents=True)
+    (out / "data" / "target" / "labels.csv").write_text("patch,label\n")
+    for name in ("a", "b"):
+        (out / "data" / "source" / name).mkdir(parents=True)
     assert chain_main(chain) == 0
     f_s = out / "runs" / "source_finetune" / "checkpoints" / "best.ckpt"
     f_s.write_bytes(f_s.read_bytes()[:-10])
@@ -233,7 +236,7 @@ def test_execute_refuses_a_folder_of_another_configuration_and_reports_failures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer(calls))
     execute(plan(["aux_opt"], [0], _setting(tmp_path)), log=lambda _: None)
     changed = plan(["aux_opt"], [0], _setting(tmp_path, "--trainer.max_epochs=3"))
     with pytest.raises(RunnerError, match="source_pretrain: holds run .* of another configuration"):
@@ -244,7 +247,7 @@ def test_execute_refuses_a_folder_of_another_configuration_and_reports_failures(
     with pytest.raises(RunnerError, match="holds a checkpoint but no run record"):
         execute(changed, log=lambda _: None)
     record.write_text(kept)
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls, fail={"aux_sar"}))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer(calls, fail={"aux_sar"}))
     with pytest.raises(RunnerError, match=r"aux_sar \(seed 0\) failed with exit code 1"):
         execute(plan(["aux_sar"], [0], _setting(tmp_path)), log=lambda _: None)
 
@@ -253,7 +256,7 @@ def test_execute_side_by_side_keeps_dependency_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer(calls))
     runs = plan(["target", "target_noirm"], [0, 1], _setting(tmp_path))
     execute(runs, jobs=3, log=lambda _: None)
     fitted = [_folder(c) for c in calls if c[3] == "fit"]
@@ -265,7 +268,7 @@ def test_execute_side_by_side_keeps_dependency_order(
 def test_tables_average_seeds_from_files_and_refuse_mixed_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer([]))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer([]))
     runs = plan(["target"], [0, 1], _setting(tmp_path))
     execute(runs, log=lambda _: None)
     tested = [r.directory for r in runs if r.method.name == "target"]
@@ -329,22 +332,24 @@ def test_another_data_set_reuses_the_method_configs_with_its_own_data_file(
         dataset="cloudy_pairs",
         run_root=lambda seed: tmp_path / f"seed{seed}",
     )
-    (run,) = plan(["sl"], [0], hunan)
+    (_, run) = plan(["sl"], [0], hunan)  # the source pre-training starts SL's network
+    assert run.method.name == "sl" and run.upstream[0].method.name == "source_pretrain"
     args = list(run.fit_args)
     method_config = args.index("--config", args.index("--config") + 1) + 1
     assert args[method_config].endswith("experiments/methods/sl.yaml")
     # the data-set file after the method's config
     assert args[method_config + 1] == f"--data={hunan.dataset}"
     assert hunan.dataset.name == "cloudy_pairs.yaml"
-    (same,) = plan(["sl"], [0], _setting(tmp_path))
+    (_, same) = plan(["sl"], [0], _setting(tmp_path))
     assert f"--data={same.setting.dataset}" in same.fit_args
     assert same.setting.dataset.name == "sen12ms_cloud.yaml"
     assert same.run_id != run.run_id  # its data-set file is part of the id
 
 
 def test_a_table_refuses_another_data_set_or_source_role(tmp_path: Path) -> None:
-    for args in (["--table", "table3"], ["--table", "table2"]):
-        with pytest.raises(SystemExit):
+    # table3 on the SEN12MS data file; table2 with an NWPU-role --source-role
+    for args in (["--table", "table3"], ["--table", "table2", "--source-role", "nwpu"]):
+        with pytest.raises((SystemExit, DataError)):
             run_main([*args, "--out", str(tmp_path), "--print-commands"])
 
 
@@ -360,16 +365,19 @@ def test_a_row_runs_end_to_end_on_the_hunan_style_set(tmp_path: Path) -> None:
     # what made the table: in table.md's header and in every line of table.csv alike
     with (tmp_path / "table.csv").open() as handle:
         (line,) = list(csv.DictReader(handle))
-    for key in ("Command", "Revision", "Profile", "Data", "Seeds"):
+    for key in ("Command", "Revision", "Profile", "Protocol", "Data", "Seeds"):
         assert f"{key}: {line[key]}\n" in table
+    assert line["Protocol"].startswith("students start from source pre-training of their")
+    assert "selection: last epoch" in line["Protocol"]
     assert line["Command"].startswith("cloudxfer run --dataset cloudy_pairs --methods sl")
     assert f"data_root {tmp_path / 'data' / 'target'} (simulated (target: " in line["Data"]
     assert "scheme hunan, seed 0)" in line["Data"] and line["Seeds"] == "0"
     # under the table: the criterion, then each run's verdict (one smoke epoch proves nothing)
     (verdict,) = table[table.index("\nConvergence (") :].splitlines()[2:]
     assert re.fullmatch(
-        r"sl seed 0: final train loss \d+\.\d{4}, 1 epochs, lowest held-out loss \d+\.\d{4} at "
-        r"epoch 1 \(0 epochs before the end; patience 5\), converged: NO",
+        r"sl seed 0: final train loss \d+\.\d{4}, 1 epochs, held-out loss \d+\.\d{4} at the "
+        r"end \(lowest \d+\.\d{4} at epoch 1\), too few epochs to judge, handed-on learning "
+        r"rate \d+\.\d% of peak, converged: NO",
         verdict,
     ), verdict
 
@@ -463,7 +471,7 @@ def test_a_finished_source_run_is_copied_from_the_share_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer(calls))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer(calls))
     first = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t1", "sen12ms_cloud"))
     execute(first, log=lambda _: None)
     pretrain = first[0]
@@ -508,7 +516,7 @@ def test_a_finished_source_run_is_copied_from_the_share_folder(
 def test_a_copy_published_meanwhile_by_another_runner_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(execute_module.subprocess, "run", _fake_cloudxfer([]))
+    monkeypatch.setattr(execute_module, "launch", _fake_cloudxfer([]))
     first = plan(["source_finetune"], [0], _shared_setting(tmp_path, "t1", "sen12ms_cloud"))
     execute(first, log=lambda _: None)
     shared = first[0].shared_directory
