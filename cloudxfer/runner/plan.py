@@ -246,6 +246,22 @@ def _fingerprint(value: Any, fingerprints: dict[Path, str]) -> str:
     return f"<data {fingerprints[path]}>"
 
 
+def _portable_data_file(path: Path, fingerprints: dict[Path, str]) -> str:
+    """Return a data-set file as an id reads it: its settings, data paths by content.
+
+    A prepared data file names its root and patch table by absolute path; they enter by
+    content, so moving the data (or preparing it into another file) keeps every id. Comments
+    (a prepared file's header: its command line) do not enter.
+    """
+    config = yaml.safe_load(_text(path)) or {}
+    init_args = config.get("init_args") if isinstance(config, dict) else None
+    if isinstance(init_args, dict):
+        for key, value in init_args.items():
+            if isinstance(value, str) and value.startswith("/") and Path(value).exists():
+                init_args[key] = _fingerprint(value, fingerprints)
+    return yaml.safe_dump(config, sort_keys=True)
+
+
 def _portable(arg: str, fingerprints: dict[Path, str]) -> str:
     """Return an override as a table compares it: a data path by its content."""
     name, _, value = arg.partition("=")
@@ -264,7 +280,7 @@ def _identity(
     """
     texts = {path.name: _text(path) for path in m.configs}
     if m.reads == "target":
-        texts[f"data:{setting.dataset.name}"] = _text(setting.dataset)
+        texts["data"] = _portable_data_file(setting.dataset, fingerprints)  # not its file name
     values, sections = profile_values(setting.profile)
     values = dict(values)
     other: list[str] = []

@@ -172,3 +172,38 @@ def test_two_runners_on_one_folder_train_each_run_once(
     assert sorted(fits) == sorted(r.method.name for r in runs)  # each once
     assert any("another runner holds" in line for log in logs for line in log)
     assert not any(list((r.directory).glob(".run.lock*")) for r in runs)  # released
+
+
+def test_a_prepared_data_file_enters_ids_by_content_not_its_paths(tmp_path: Path) -> None:
+    """Moving prepared data (or preparing it into another file) keeps the target runs' ids."""
+
+    def data_file(folder: Path, name: str, comment: str) -> Path:
+        path = tmp_path / name
+        path.write_text(
+            f"# {comment}\n"
+            "class_path: datamodules.Sen12msCloudDataModule\n"
+            f"init_args:\n  root: {folder}\n  patches_file: {folder / 'patches.csv'}\n"
+            "  tile_size: 64\n"
+        )
+        return path
+
+    first = _data(tmp_path / "a" / "sen12ms")
+    (first / "patches.csv").write_text("patch,split\np0,train\n")
+    source = _data(tmp_path / "source")
+
+    def sl_id(dataset: Path) -> str:
+        setting = Setting(
+            profile=profile_path("smoke"),
+            dataset=dataset,
+            overrides=(f"--profile.source_root={source}",),
+            run_root=lambda seed: tmp_path / "out" / f"seed{seed}",
+        )
+        return next(r.run_id for r in plan(["sl"], [0], setting) if r.method.name == "sl")
+
+    before = sl_id(data_file(first, "DATA.yaml", "command: prepare --root a"))
+    moved = tmp_path / "b" / "elsewhere"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    assert sl_id(data_file(moved, "OTHER.yaml", "command: prepare --root b")) == before
+    (moved / "patches.csv").write_text("patch,split\np0,test\n")  # other data: another id
+    assert sl_id(data_file(moved, "OTHER.yaml", "command: prepare --root b")) != before
