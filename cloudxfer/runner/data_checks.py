@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+from cloudxfer.prepare.datafile import read_data_file as read_dataset
 from cloudxfer.runner.methods import EXPERIMENTS, TABLE_SETTINGS
 from datamodules.errors import data_error
 
@@ -34,25 +32,6 @@ KIND_NAMES = {
     "datamodules.Sen12msCloudDataModule": "SEN12MS (clouds pasted)",
     "datamodules.CloudyPairsDataModule": "real cloudy pairs (Hunan-style)",
 }
-
-
-def read_dataset(path: Path) -> dict[str, Any]:
-    """Return a data-set file's ``class_path`` and ``init_args`` (YAML only).
-
-    Raises:
-        DataError: Missing or unreadable file, or no ``class_path``.
-
-    """
-    if not path.is_file():
-        raise data_error(path, "data-set file not found")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise data_error(path, f"cannot read the data-set file: {exc}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("class_path"), str):
-        raise data_error(path, "a data-set file holds a datamodule's class_path and init_args")
-    config["init_args"] = dict(config.get("init_args") or {})
-    return config
 
 
 def dataset_root(path: Path) -> Path | None:
