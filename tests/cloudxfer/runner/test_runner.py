@@ -373,7 +373,9 @@ def test_a_row_runs_end_to_end_on_the_hunan_style_set(tmp_path: Path) -> None:
     assert f"data_root {tmp_path / 'data' / 'target'} (simulated (target: " in line["Data"]
     assert "scheme hunan, seed 0)" in line["Data"] and line["Seeds"] == "0"
     # under the table: the criterion, then each run's verdict (one smoke epoch proves nothing)
-    (verdict,) = table[table.index("\nConvergence (") :].splitlines()[2:]
+    verdicts = table[table.index("\nConvergence (") :].splitlines()[2:]
+    assert [v.split(":")[0] for v in verdicts] == ["source_pretrain seed 0", "sl seed 0"]
+    verdict = verdicts[1]  # SL's network starts from the source pre-training (init: source)
     assert re.fullmatch(
         r"sl seed 0: final train loss \d+\.\d{4}, 1 epochs, held-out loss \d+\.\d{4} at the "
         r"end \(lowest \d+\.\d{4} at epoch 1\), too few epochs to judge, handed-on learning "
