@@ -230,7 +230,10 @@ def test_testing_a_checkpoint_of_an_early_stopped_fit_is_quiet(
     args = _stage_args(chain_run, "aux_sar")
     fit_dir = tmp_path / "fit"
     # a fit with early stopping (as the quick profile's): its last.ckpt carries its state
-    cloudxfer("fit", *args, "--profile.patience=1", f"--trainer.default_root_dir={fit_dir}")
+    cloudxfer(
+        "fit", *args, "--profile.patience=1", "--model.init_args.scheduler=plateau",
+        f"--trainer.default_root_dir={fit_dir}",
+    )  # fmt: skip
     last = fit_dir / "checkpoints" / "last.ckpt"
     state = torch.load(last, map_location="cpu", weights_only=False)["callbacks"]
     assert any(key.startswith("EarlyStopping") for key in state)
@@ -345,6 +348,7 @@ def test_run_logs_its_table_to_wandb_beside_each_runs_group_and_job_type(
         "run", "--methods", "sl", "--profile", "smoke", "--out", str(out),
         "--data-root", str(data / "target"), "--source-root", str(data / "source"),
         "--wandb.enabled=true", "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
+        "--profile.init=scratch",  # SL alone: no source pre-training run to log
     )  # fmt: skip
     # each run: named by method and seed, grouped by the output folder, job type its method
     (sl_dir,) = offline_runs(out / "seed0" / "sl")
