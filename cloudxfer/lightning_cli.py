@@ -339,7 +339,7 @@ def run_lightning(args: list[str] | None = None) -> int:
     # Configs interpolate ``${profile.x}`` from their own root; under a subcommand the merged
     # config is nested (``fit.profile.x``), so absolute paths must resolve relative to it.
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
-    CloudxferCLI(
+    cli = CloudxferCLI(
         pl.LightningModule,
         pl.LightningDataModule,
         subclass_mode_model=True,
@@ -349,6 +349,11 @@ def run_lightning(args: list[str] | None = None) -> int:
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
+    # A W&B run is finished here, not by the interpreter's exit: the runner runs commands in
+    # forked children, which leave without exit handlers (W&B's would flush the run).
+    for logger in cli.trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
     return 0
 
 
